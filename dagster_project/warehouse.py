@@ -1,0 +1,265 @@
+"""The DuckDB warehouse file: connection and the tables Python owns.
+
+dbt owns the staging/intermediate models and the derived marts; Python owns what is a
+record rather than a derivation: the raw event log, quarantine, the catalog dimensions
+as loaded, and the invoice ledger (issued invoices never change, so they cannot be a
+model that is rebuilt). Everything here is created idempotently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+DDL = """
+create schema if not exists raw;
+create schema if not exists catalog;
+create schema if not exists billing;
+create schema if not exists marts;
+
+-- one row per file content ever loaded; a changed or re-dropped file shows up as a new hash
+create table if not exists raw.loaded_files (
+    source_file      varchar   not null,   -- path relative to the data dir, '/'-separated
+    size_bytes       bigint    not null,
+    content_sha256   varchar   not null,
+    load_id          varchar   not null,
+    loaded_at        timestamp not null,
+    lines_read       bigint    not null,
+    accepted         bigint    not null,
+    duplicates       bigint    not null,
+    rejected         bigint    not null,
+    primary key (source_file, content_sha256)
+);
+
+-- accepted, deduplicated events; the first line with a transaction id wins for ever
+create table if not exists raw.events (
+    transaction_id          varchar   not null primary key,
+    payload_sha256          varchar   not null,   -- of the canonical JSON, for duplicate vs conflict
+    event_type              varchar   not null,
+    request_time            timestamp not null,   -- UTC
+    response_time           timestamp,
+    provider                varchar,
+    model                   varchar,
+    input_tokens            bigint    not null,
+    output_tokens           bigint    not null,
+    reasoning_tokens        bigint    not null,
+    cache_read_tokens       bigint    not null,
+    cache_creation_tokens   bigint    not null,
+    total_tokens            bigint    not null,   -- totalTokenCount, else input + output
+    reported_cost_usd       decimal(20, 10),      -- totalCost, else the sum of the cost parts, else null
+    organization_id         varchar,
+    organization_name       varchar,
+    product_id              varchar,
+    product_name            varchar,
+    subscriber_id           varchar   not null,
+    subscriber_email        varchar,
+    credential_name         varchar,
+    credential_value        varchar,
+    subscription_id         varchar,
+    units_json              varchar,              -- the `units`/`payload` object as JSON text
+    attributes_json         varchar   not null,   -- the whole event as JSON text (filters, custom elements)
+    source_file             varchar   not null,
+    line_number             bigint    not null,
+    load_id                 varchar   not null,
+    loaded_at               timestamp not null
+);
+
+create table if not exists raw.rejected_events (
+    source_file   varchar   not null,
+    line_number   bigint    not null,
+    reason        varchar   not null,
+    field         varchar,
+    raw           varchar,
+    load_id       varchar   not null,
+    rejected_at   timestamp not null
+);
+
+create table if not exists raw.duplicate_events (
+    transaction_id  varchar   not null,
+    source_file     varchar   not null,
+    line_number     bigint    not null,
+    load_id         varchar   not null
+);
+
+-- catalog dimensions: replaced whole by the catalog asset on every load (docs/architecture.md)
+create table if not exists catalog.products (
+    product_id          varchar not null primary key,
+    product_name        varchar not null,
+    currency            varchar not null,
+    minor_units         integer not null,
+    recurring_charge    decimal(18, 6) not null,
+    period_unit         varchar not null,
+    period_every        integer not null,
+    billing_anchor      varchar not null,
+    invoice_schedule    varchar not null,
+    payment             varchar not null,
+    setup_fee           decimal(18, 6) not null,
+    free_trial_days     integer not null,
+    grace_period_hours  integer not null
+);
+create table if not exists catalog.metrics (
+    product_id         varchar not null,
+    metric_name        varchar not null,
+    metric_position    integer not null,
+    element            varchar not null,
+    aggregation        varchar not null,
+    aggregation_field  varchar,
+    match_value        varchar,
+    tier_mode          varchar not null
+);
+create table if not exists catalog.metric_filters (
+    product_id     varchar not null,
+    metric_name    varchar not null,
+    field          varchar not null,
+    allowed_value  varchar not null
+);
+create table if not exists catalog.tiers (
+    product_id         varchar not null,
+    metric_name        varchar not null,
+    tier_position      integer not null,
+    tier_name          varchar not null,
+    lower_bound        decimal(21, 10) not null,
+    upper_bound        decimal(21, 10),
+    unit_rate          decimal(17, 12) not null,
+    fixed_fee          decimal(18, 6) not null,
+    notify_at_percent  varchar
+);
+create table if not exists catalog.organizations (
+    organization_id    varchar not null primary key,
+    organization_name  varchar not null
+);
+create table if not exists catalog.subscribers (
+    subscriber_id       varchar not null primary key,
+    subscriber_name     varchar,
+    email               varchar,
+    organization_id     varchar,
+    stripe_customer_id  varchar
+);
+create table if not exists catalog.subscriptions (
+    subscription_id    varchar not null primary key,
+    subscription_name  varchar,
+    subscriber_id      varchar not null,
+    start_at           timestamp not null,
+    end_at             timestamp
+);
+create table if not exists catalog.subscription_phases (
+    subscription_id  varchar not null,
+    phase_number     integer not null,
+    product_id       varchar not null,
+    phase_start_at   timestamp not null,
+    phase_end_at     timestamp
+);
+create table if not exists catalog.credentials (
+    subscription_id   varchar not null,
+    credential_name   varchar not null,
+    credential_value  varchar not null
+);
+create table if not exists catalog.model_prices (
+    organization_id             varchar,
+    provider                    varchar not null,
+    model                       varchar not null,
+    input_per_million           decimal(17, 12) not null,
+    output_per_million          decimal(17, 12) not null,
+    cache_read_per_million      decimal(17, 12) not null,
+    cache_creation_per_million  decimal(17, 12) not null,
+    valid_from                  timestamp not null,
+    valid_to                    timestamp
+);
+-- one row per invoice draft: a subscription's billing period on one product (see periods.py)
+create table if not exists catalog.subscription_periods (
+    subscription_id            varchar   not null,
+    phase_number               integer   not null,
+    product_id                 varchar   not null,
+    currency                   varchar   not null,
+    minor_units                integer   not null,
+    period_start               timestamp not null,   -- usage period [period_start, period_end)
+    period_end                 timestamp not null,
+    active_start               timestamp not null,   -- the part of it the subscription was on this product
+    active_end                 timestamp not null,
+    trial_end_at               timestamp,
+    due_at                     timestamp not null,   -- period_end + grace: when it may be invoiced
+    recurring_start            timestamp,            -- service period the recurring fee on this invoice covers
+    recurring_end              timestamp,
+    recurring_billable_seconds bigint    not null,
+    recurring_period_seconds   bigint    not null,
+    recurring_amount           decimal(18, 3) not null,  -- prorated and rounded (money.round_money)
+    setup_amount               decimal(18, 3) not null
+);
+
+-- invoice ledger: written only by the invoicing step, in one transaction per release
+create table if not exists billing.invoice_number_sequences (
+    invoice_year  integer not null primary key,
+    last_number   bigint  not null
+);
+
+create table if not exists marts.invoices (
+    invoice_number     varchar,                  -- null while held; assigned once at release
+    draft_key          varchar   not null primary key,  -- subscription_id|period_start|period_end
+    subscription_id    varchar   not null,
+    subscription_name  varchar,
+    organization_id    varchar,
+    organization_name  varchar,
+    subscriber_id      varchar   not null,
+    subscriber_email   varchar,
+    product_id         varchar   not null,
+    product_name       varchar   not null,
+    currency           varchar   not null,
+    period_start       timestamp not null,
+    period_end         timestamp not null,
+    issued_at          timestamp,                -- invoice date: the moment the period closed
+    released_at        timestamp,                -- wall clock of the release run (not printed)
+    status             varchar   not null,       -- held | issued | void
+    held_reasons       varchar,
+    subtotal           decimal(18, 3) not null,
+    total              decimal(18, 3) not null,
+    payment_status     varchar   not null,       -- none | pending | paid | failed | external_paid
+    payment_reference  varchar,
+    document_sha256    varchar,
+    void_reason        varchar
+);
+
+create table if not exists marts.invoice_lines (
+    invoice_number  varchar,
+    draft_key       varchar   not null,
+    line_number     integer   not null,
+    kind            varchar   not null,          -- recurring | setup | usage | adjustment
+    metric          varchar,
+    tier_name       varchar,
+    quantity        decimal(21, 10),
+    unit_rate       decimal(17, 12),
+    amount          decimal(18, 3) not null,
+    currency        varchar   not null,
+    event_count     bigint,
+    period_start    timestamp not null,
+    period_end      timestamp not null,
+    description     varchar,
+    primary key (draft_key, line_number)
+);
+"""
+
+
+def warehouse_path(data_dir: Path) -> Path:
+    return data_dir / "warehouse.duckdb"
+
+
+def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
+    connection.execute(DDL)
+
+
+@contextmanager
+def connect(data_dir: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse; the connection is closed on exit so dbt (a subprocess) can open it next."""
+    path = warehouse_path(data_dir)
+    if read_only and not path.exists():
+        raise FileNotFoundError(f"{path}: no warehouse yet; run `meterhouse bill --period ...` first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = duckdb.connect(str(path), read_only=read_only, config={"TimeZone": "UTC"})
+    try:
+        if not read_only:
+            ensure_schema(connection)
+        yield connection
+    finally:
+        connection.close()
