@@ -1,0 +1,3 @@
+from dagster_project.cli import app
+
+app(prog_name="meterhouse")

@@ -1,0 +1,63 @@
+"""Billing: the dbt project rates usage into drafts; invoked once per run through dagster-dbt."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from dagster_project import settings, warehouse
+from dagster_project.partitions import monthly_billing_periods
+from dagster_project.resources import WarehouseResource
+
+dbt_project = DbtProject(project_dir=settings.DBT_PROJECT_DIR, profiles_dir=settings.DBT_PROJECT_DIR)
+# `dagster dev` parses the project on load; everywhere else `make` runs `dbt parse` at build time.
+dbt_project.prepare_if_dev()
+
+
+class MeterhouseTranslator(DagsterDbtTranslator):
+    """Asset keys are the relations' own names (``marts/usage_by_period``, ``raw/events``),
+    so the Python assets that write sources and the dbt sources meet in one graph."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        relation = dbt_resource_props.get("alias") or dbt_resource_props["name"]
+        return dg.AssetKey([dbt_resource_props["schema"], relation])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "billing"
+
+
+def dbt_vars(window: dg.TimeWindow, as_of: str) -> dict[str, str]:
+    """The dbt ``--vars`` of a billing run: its period window and clock."""
+    return {
+        "billing_period_start": window.start.strftime("%Y-%m-%d %H:%M:%S"),
+        "billing_period_end": window.end.strftime("%Y-%m-%d %H:%M:%S"),
+        "as_of": as_of,
+    }
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    partitions_def=monthly_billing_periods,
+    dagster_dbt_translator=MeterhouseTranslator(),
+)
+def meterhouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    """One `dbt build` for the whole selection: models and their tests in a single invocation."""
+    # dbt runs as a subprocess and finds the warehouse through its profile's env_var
+    os.environ[settings.WAREHOUSE_ENV] = str(warehouse_path_of(warehouse))
+    variables = dbt_vars(context.partition_time_window, warehouse.clock().isoformat(sep=" "))
+    yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
+
+
+def warehouse_path_of(resource: WarehouseResource):
+    return warehouse.warehouse_path(resource.root)
+
+
+defs = dg.Definitions(assets=[meterhouse_dbt_models])

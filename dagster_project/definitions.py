@@ -1,0 +1,41 @@
+"""All of Meterhouse in one ``Definitions``: each domain module owns its assets."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from dagster_project import settings
+from dagster_project.billing import assets as billing
+from dagster_project.catalog import assets as catalog
+from dagster_project.ingest import assets as ingest
+from dagster_project.invoicing import assets as invoicing
+from dagster_project.partitions import monthly_billing_periods
+from dagster_project.resources import WarehouseResource
+
+bill_period_job = dg.define_asset_job(
+    name="bill_period",
+    selection=dg.AssetSelection.all(),
+    partitions_def=monthly_billing_periods,
+    description="Ingest new files, load the catalog, rate with dbt and issue the period's due invoices.",
+)
+
+# On the 1st of each month at 01:00 UTC, bill the month that just ended.
+monthly_billing_schedule = dg.build_schedule_from_partitioned_job(bill_period_job, hour_of_day=1)
+
+
+def build_defs(data_dir: str | None = None, as_of: str = "") -> dg.Definitions:
+    resources = {
+        "warehouse": WarehouseResource(data_dir=str(settings.data_dir(data_dir)), as_of=as_of),
+        "dbt": DbtCliResource(project_dir=billing.dbt_project),
+    }
+    return dg.Definitions.merge(
+        ingest.defs,
+        catalog.defs,
+        billing.defs,
+        invoicing.defs,
+        dg.Definitions(jobs=[bill_period_job], schedules=[monthly_billing_schedule], resources=resources),
+    )
+
+
+defs = build_defs()

@@ -1,0 +1,45 @@
+"""Run the Dagster job for one billing partition, in process, on a persistent instance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+
+def bill_partition(root: Path, partition_key: str, as_of: str) -> dict:
+    """Materialize ingest, catalog, dbt and invoicing for ``partition_key`` through Dagster.
+
+    Returns the invoice numbers issued and the number of held drafts. Raises with the
+    failing step's message when the run fails.
+    """
+    from dagster_project.definitions import build_defs
+    from dagster_project.invoicing.assets import INVOICES
+
+    (root / ".dagster").mkdir(parents=True, exist_ok=True)
+    defs = build_defs(data_dir=str(root), as_of=as_of)
+    job = defs.resolve_job_def("bill_period")
+    with dg.DagsterInstance.from_config(str(root / ".dagster")) as instance:
+        result = job.execute_in_process(partition_key=partition_key, instance=instance, raise_on_error=False)
+        if not result.success:
+            raise RuntimeError(_failure_reason(result))
+        issued: list[str] = []
+        held = 0
+        for event in result.get_asset_materialization_events():
+            materialization = event.asset_materialization
+            if materialization and materialization.asset_key == INVOICES:
+                issued = list(materialization.metadata["numbers"].value)
+                held = int(materialization.metadata["held"].value)
+        return {"issued": issued, "held": held, "run_id": result.run_id}
+
+
+def _failure_reason(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            message = error.message.strip().splitlines()[0] if error.message else error.cls_name
+            # dg.Failure keeps its description in the error's message; keep the catalog's problem list
+            if error.cause and error.cls_name != "Failure":
+                message = error.cause.message.strip().splitlines()[0]
+            return f"step {event.step_key} failed: {message}"
+    return "billing run failed"
