@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -52,7 +52,7 @@ def _money_text(value: Any) -> Any:
     return value
 
 
-class PeriodUnit(str, Enum):
+class PeriodUnit(StrEnum):
     minute = "minute"
     day = "day"
     month = "month"

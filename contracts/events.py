@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -24,7 +24,7 @@ MAX_TRANSACTION_ID_LENGTH = 128
 MAX_FUTURE_SKEW_HOURS = 24
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     completion = "completion"
     image = "image"
     audio = "audio"
