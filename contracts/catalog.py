@@ -66,7 +66,7 @@ class InvoicingPeriod(Strict):
 
 class Tier(Strict):
     name: str = Field(min_length=1, max_length=200)
-    up_to: Decimal | None = Field(default=None, gt=0)
+    up_to: Decimal | None = Field(default=None, gt=0, max_digits=21, decimal_places=10)
     unit_rate: Rate = Decimal("0")
     fixed_fee: Money = Decimal("0")
     _decimals = field_validator("up_to", "unit_rate", "fixed_fee", mode="before")(_money_text)
