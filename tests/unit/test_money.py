@@ -171,7 +171,7 @@ def _exact_halves(draw):
     return Decimal(whole).scaleb(-scale) + Decimal(5).scaleb(-scale - 1)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(value=st.one_of(_ten_decimals, _exact_halves()), scale=st.sampled_from([0, 2, 3]))
 def test_duckdb_round_even_agrees_with_round_money(duck, value, scale):
     assert _sql_round_even(duck, value, scale) == round_money(value, scale)

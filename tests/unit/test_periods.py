@@ -170,7 +170,7 @@ _unit_every = st.sampled_from(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     start=_instants,
     length=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=800)),
