@@ -14,6 +14,10 @@ DATA_DIR_ENV = "METERHOUSE_DATA_DIR"
 AS_OF_ENV = "METERHOUSE_AS_OF"
 # read by dbt/profiles.yml: the dbt subprocess finds the warehouse through it
 WAREHOUSE_ENV = "METERHOUSE_WAREHOUSE"
+# payments and notifications (SPEC §3.10): secrets live only in the environment
+STRIPE_API_KEY_ENV = "STRIPE_API_KEY"
+STRIPE_API_BASE_ENV = "STRIPE_API_BASE"
+SMTP_URL_ENV = "METERHOUSE_SMTP_URL"
 
 
 def data_dir(explicit: str | Path | None = None) -> Path:
@@ -36,3 +40,22 @@ def as_of(explicit: str | None = None) -> datetime:
     if chosen:
         return parse_instant(chosen)
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def stripe_api_key() -> str | None:
+    """The Stripe secret key, or None when payments through Stripe are not configured.
+
+    Never print, log or store it: callers pass it straight to the Stripe client.
+    """
+    return os.environ.get(STRIPE_API_KEY_ENV) or None
+
+
+def stripe_api_base() -> str | None:
+    """Base URL of the Stripe API (a local fake such as localstripe in tests), else Stripe's own."""
+    return os.environ.get(STRIPE_API_BASE_ENV) or None
+
+
+def smtp_url() -> str | None:
+    """``smtp://[user:password@]host:port`` (or ``smtps://``) for notification e-mail; None: write
+    ``.eml`` files to ``<data dir>/outbox/`` instead. May hold a password: never log it."""
+    return os.environ.get(SMTP_URL_ENV) or None

@@ -1,0 +1,173 @@
+"""Send every due notification once, recording each in ``billing.notifications``.
+
+A notification's row is committed as ``pending`` before delivery and updated after it
+(``sent`` to SMTP, ``written`` to the outbox, ``failed`` with the reason). Rows ``sent``,
+``written``, ``skipped`` and ``superseded`` are final: a rerun derives the same keys and
+sends nothing new. ``failed`` and ``pending`` (a run that died mid-delivery) are tried again
+on the next run, at most :data:`MAX_DELIVERY_ATTEMPTS` times; a crash between the SMTP
+server's acceptance and our update can therefore repeat one message, with the same
+Message-ID so mail clients can fold it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from dagster_project.notifications.config import (
+    NotificationSettings,
+    load_notification_settings,
+    templates_override_dir,
+)
+from dagster_project.notifications.delivery import DeliveryError, ServerUnavailable, open_delivery
+from dagster_project.notifications.events import Notification, due_notifications
+from dagster_project.notifications.render import build_message, environment, message_id, render
+from dagster_project.payments.ledger import ensure_payment_tables
+
+logger = logging.getLogger(__name__)
+
+MAX_DELIVERY_ATTEMPTS = 5
+FINAL = ("sent", "written", "skipped", "superseded")
+
+NOTIFICATIONS_DDL = """
+create schema if not exists billing;
+create table if not exists billing.notifications (
+    notification_key  varchar   not null primary key,  -- see dagster_project/notifications/events.py
+    type              varchar   not null,
+    subscription_id   varchar,
+    invoice_number    varchar,
+    period_start      timestamp,
+    recipient         varchar,
+    cc                varchar,                         -- comma-separated
+    subject           varchar,
+    status            varchar   not null,              -- pending | sent | written | failed | skipped | superseded
+    detail            varchar,                         -- SMTP host:port, .eml path, error or skip reason
+    message_id        varchar,
+    attempts          integer   not null,
+    event_at          timestamp,                       -- when the notified event happened
+    run_as_of         timestamp not null,
+    sent_at           timestamp                        -- wall clock of delivery, UTC
+);
+"""
+
+
+@dataclass
+class NotificationReport:
+    delivered: list[str] = field(default_factory=list)      # keys sent or written this run
+    failed: dict[str, str] = field(default_factory=dict)    # key -> reason
+    skipped: dict[str, str] = field(default_factory=dict)   # key -> reason (disabled, no address, before since)
+    superseded: list[str] = field(default_factory=list)
+    already_handled: int = 0
+    by_type: Counter = field(default_factory=Counter)        # delivered per type
+    server_unavailable: str | None = None                     # the run stopped delivering: SMTP unreachable
+
+    def as_metadata(self) -> dict:
+        return {
+            "delivered": len(self.delivered), "failed": len(self.failed), "skipped": len(self.skipped),
+            "superseded": len(self.superseded), "already_handled": self.already_handled,
+        }
+
+
+def ensure_notification_tables(connection: duckdb.DuckDBPyConnection) -> None:
+    connection.execute(NOTIFICATIONS_DDL)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _record(
+    connection: duckdb.DuckDBPyConnection, notification: Notification, status: str, as_of: datetime, *,
+    detail: str | None = None, subject: str | None = None, message: str | None = None, attempts: int = 0,
+    sent_at: datetime | None = None,
+) -> None:
+    connection.execute(
+        "insert or replace into billing.notifications values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [notification.key, notification.type.value, notification.subscription_id, notification.invoice_number,
+         notification.period_start, notification.recipient, ", ".join(notification.cc) or None, subject, status,
+         detail, message, attempts, notification.event_at, as_of, sent_at],
+    )
+
+
+def send_due_notifications(
+    connection: duckdb.DuckDBPyConnection,
+    data_dir: Path,
+    as_of: datetime,
+    *,
+    window_end: datetime | None = None,
+    smtp_url: str | None = None,
+    settings: NotificationSettings | None = None,
+) -> NotificationReport:
+    """Derive the due notifications (events.py), deliver the new ones, record every one."""
+    ensure_payment_tables(connection)
+    ensure_notification_tables(connection)
+    settings = settings or load_notification_settings(data_dir)
+    handled = dict(connection.execute("select notification_key, status from billing.notifications").fetchall())
+    tries = dict(connection.execute("select notification_key, attempts from billing.notifications").fetchall())
+    report = NotificationReport()
+    env = environment(templates_override_dir(data_dir))
+    delivery = None
+    try:
+        for notification in due_notifications(connection, data_dir, as_of, window_end=window_end):
+            status = handled.get(notification.key)
+            attempts = tries.get(notification.key, 0)
+            if status in FINAL or (status == "failed" and attempts >= MAX_DELIVERY_ATTEMPTS):
+                report.already_handled += 1
+                continue
+            reason = _skip_reason(notification, settings)
+            if reason is not None:
+                _record(connection, notification, "skipped", as_of, detail=reason)
+                report.skipped[notification.key] = reason
+                continue
+            if notification.superseded:
+                _record(connection, notification, "superseded", as_of, detail="a higher threshold was crossed")
+                report.superseded.append(notification.key)
+                continue
+            try:
+                subject, text, html = render(env, notification, settings)
+                message = build_message(notification, settings, subject, text, html, sent_at=_now())
+            except Exception as error:  # a broken override template fails this notification, not the run
+                detail = f"rendering failed: {type(error).__name__}: {error}"
+                _record(connection, notification, "failed", as_of, detail=detail, attempts=attempts + 1)
+                report.failed[notification.key] = detail
+                continue
+            identifier = message_id(notification.key, settings.sender)
+            _record(connection, notification, "pending", as_of, subject=subject, message=identifier,
+                    attempts=attempts + 1)
+            if delivery is None:
+                delivery = open_delivery(data_dir, smtp_url)
+            try:
+                where = delivery.deliver(message, notification.key)
+            except DeliveryError as error:
+                _record(connection, notification, "failed", as_of, detail=str(error), subject=subject,
+                        message=identifier, attempts=attempts + 1)
+                report.failed[notification.key] = str(error)
+                logger.warning("notification %s: %s", notification.key, error)
+                if isinstance(error, ServerUnavailable):
+                    report.server_unavailable = str(error)
+                    break
+                continue
+            _record(connection, notification, delivery.status, as_of, detail=where, subject=subject,
+                    message=identifier, attempts=attempts + 1, sent_at=_now())
+            report.delivered.append(notification.key)
+            report.by_type[notification.type.value] += 1
+    finally:
+        if delivery is not None:
+            delivery.close()
+    return report
+
+
+def _skip_reason(notification: Notification, settings: NotificationSettings) -> str | None:
+    if not settings.is_enabled(notification.type):
+        return f"{notification.type.value} notifications are turned off in notifications.yaml"
+    since = settings.notify_events_since
+    if since is not None and notification.event_at is not None and notification.event_at < since:
+        return f"the event ({notification.event_at:%Y-%m-%d %H:%M}) is before notify_events_since"
+    if not notification.recipient:
+        return "the subscriber has no e-mail address"
+    return None
