@@ -1,0 +1,363 @@
+{{ config(materialized='table') }}
+
+-- One row per accepted event: which subscription, product and period it bills to (or why it is
+-- unbilled), its display credential and its provider cost. The only model that reads every
+-- event with joins, so it is one pass of hash joins against small catalog tables plus one ASOF
+-- join for the period, and it is a table: everything downstream aggregates it.
+
+{%- set definitions = metric_definitions(ref('stg_catalog__metrics'), ref('stg_catalog__metric_filters')) %}
+{%- set attribute_products = definitions
+    | selectattr('needs_attributes') | map(attribute='product_id') | unique | list %}
+{%- set product_literals = [] %}
+{%- for product_id in attribute_products %}
+    {%- do product_literals.append(sql_literal(product_id)) %}
+{%- endfor %}
+{%- if product_literals %}
+    {%- set attributes_json = 'case when period_product_id in (' ~ product_literals | join(', ') ~ ') then attributes_json end' %}
+{%- else %}
+    {%- set attributes_json = 'cast(null as ' ~ dbt.type_string() ~ ')' %}
+{%- endif %}
+
+with
+
+events as (
+
+    select * from {{ ref('stg_raw__events') }}
+
+),
+
+subscriptions as (
+
+    select
+        subscription_id,
+        subscriber_id
+    from {{ ref('stg_catalog__subscriptions') }}
+
+),
+
+credentials as (
+
+    select
+        subscription_id,
+        credential_name,
+        credential_value
+    from {{ ref('stg_catalog__credentials') }}
+
+),
+
+product_keys as (
+
+    select
+        product_key,
+        product_id
+    from {{ ref('int_product_keys_unioned') }}
+
+),
+
+subscriber_phases as (
+
+    select
+        subscription_id,
+        subscriber_id,
+        product_id,
+        active_from,
+        active_until
+    from {{ ref('int_subscription_phases_resolved') }}
+
+),
+
+-- periods an event can fall in; opening drafts of in_advance products have none
+usage_periods as (
+
+    select
+        subscription_id,
+        product_id,
+        period_start,
+        period_end,
+        active_start,
+        active_end,
+        trial_end_at
+
+    from {{ ref('stg_catalog__subscription_periods') }}
+    where has_usage_period and active_end > active_start
+
+),
+
+organizations as (
+
+    select
+        organization_id,
+        organization_name
+    from {{ ref('stg_catalog__organizations') }}
+
+),
+
+organizations_by_name as (
+
+    select
+        organization_name,
+        min(organization_id) as organization_id
+
+    from organizations
+    group by organization_name
+
+),
+
+subscription_organizations as (
+
+    select
+        subscriptions.subscription_id,
+        subscribers.organization_id
+
+    from subscriptions
+    inner join {{ ref('stg_catalog__subscribers') }} as subscribers
+        on subscriptions.subscriber_id = subscribers.subscriber_id
+
+),
+
+list_prices as (
+
+    select * from {{ ref('int_model_prices_ranged') }}
+    where organization_id is null
+
+),
+
+organization_prices as (
+
+    select * from {{ ref('int_model_prices_ranged') }}
+    where organization_id is not null
+
+),
+
+-- rules 1 and 2, and the catalog product the event names (by id or name, case-insensitive)
+matched as (
+
+    select
+        events.transaction_id,
+        events.request_time,
+        events.event_type,
+        events.provider,
+        events.model,
+        events.input_tokens,
+        events.output_tokens,
+        events.reasoning_tokens,
+        events.cache_read_tokens,
+        events.cache_creation_tokens,
+        events.total_tokens,
+        events.reported_cost_usd,
+        events.organization_id as event_organization_id,
+        events.organization_name as event_organization_name,
+        events.product_id as event_product_id,
+        events.product_name as event_product_name,
+        events.subscriber_id,
+        events.credential_name as event_credential_name,
+        events.credential_value,
+        events.units_json,
+        events.attributes_json,
+        events.source_file,
+        events.line_number,
+        explicit_subscription.subscription_id as explicit_subscription_id,
+        catalog_credential.subscription_id as credential_subscription_id,
+        catalog_credential.credential_name as catalog_credential_name,
+        coalesce(product_by_id.product_id, product_by_name.product_id) as matched_product_id
+
+    from events
+    left join subscriptions as explicit_subscription
+        on events.subscription_id = explicit_subscription.subscription_id
+    left join credentials as catalog_credential
+        on events.credential_value = catalog_credential.credential_value
+    left join product_keys as product_by_id
+        on lower(events.product_id) = product_by_id.product_key
+    left join product_keys as product_by_name
+        on lower(events.product_name) = product_by_name.product_key
+
+),
+
+-- rule 3: the subscriber's subscription whose phase at request_time is on the named product
+attributed as (
+
+    select
+        matched.*,
+        coalesce(
+            matched.explicit_subscription_id,
+            matched.credential_subscription_id,
+            subscriber_phase.subscription_id
+        ) as subscription_id,
+        case
+            when matched.explicit_subscription_id is not null then 'subscription_id'
+            when matched.credential_subscription_id is not null then 'credential'
+            when subscriber_phase.subscription_id is not null then 'subscriber'
+        end as attribution_rule
+
+    from matched
+    left join subscriber_phases as subscriber_phase
+        on matched.subscriber_id = subscriber_phase.subscriber_id
+        and matched.matched_product_id = subscriber_phase.product_id
+        and matched.request_time >= subscriber_phase.active_from
+        and matched.request_time < subscriber_phase.active_until
+        and matched.explicit_subscription_id is null
+        and matched.credential_subscription_id is null
+
+),
+
+-- the period [period_start, period_end) and active range [active_start, active_end) holding the
+-- event; the period's product is the subscription's phase product at request_time. The range
+-- lookup runs on the narrow (transaction_id, subscription_id, request_time) rows only: an ASOF
+-- join sorts its input, and sorting the whole event rows costs several times more than
+-- joining the result back by transaction_id.
+period_lookup as (
+
+    select
+        attributed_keys.transaction_id,
+        usage_period.active_start,
+        usage_period.product_id,
+        usage_period.period_start,
+        usage_period.period_end,
+        usage_period.trial_end_at
+
+    from (
+        select
+            transaction_id,
+            subscription_id,
+            request_time
+        from attributed
+        where subscription_id is not null
+    ) as attributed_keys
+    {{ asof_left_join(
+        'usage_periods', 'usage_period',
+        'attributed_keys.subscription_id', 'subscription_id',
+        'attributed_keys.request_time', 'active_start', 'active_end',
+    ) }}
+    where
+        attributed_keys.request_time < usage_period.active_end
+        and attributed_keys.request_time >= usage_period.period_start
+        and attributed_keys.request_time < usage_period.period_end
+
+),
+
+placed as (
+
+    select
+        attributed.*,
+        period_lookup.active_start as placed_active_start,
+        period_lookup.product_id as period_product_id,
+        period_lookup.period_start as placed_period_start,
+        period_lookup.period_end as placed_period_end,
+        period_lookup.trial_end_at
+
+    from attributed
+    left join period_lookup
+        on attributed.transaction_id = period_lookup.transaction_id
+
+),
+
+-- the organization whose negotiated model prices apply: the one the event names, else the
+-- organization of the subscriber the event is attributed to
+organized as (
+
+    select
+        placed.*,
+        coalesce(
+            organization_by_id.organization_id,
+            organization_by_name.organization_id,
+            subscription_organization.organization_id
+        ) as organization_id
+
+    from placed
+    left join organizations as organization_by_id
+        on placed.event_organization_id = organization_by_id.organization_id
+    left join organizations_by_name as organization_by_name
+        on placed.event_organization_name = organization_by_name.organization_name
+    left join subscription_organizations as subscription_organization
+        on placed.subscription_id = subscription_organization.subscription_id
+
+),
+
+priced as (
+
+    select
+        organized.*,
+        case
+            when organized.reported_cost_usd is not null then 'reported'
+            when organization_price.provider is not null then 'organization_price'
+            when list_price.provider is not null then 'list_price'
+        end as cost_source,
+        case
+            when organized.reported_cost_usd is not null then organized.reported_cost_usd
+            when organization_price.provider is not null
+                then cast({{ round_half_even(token_cost('organized', 'organization_price'), 10) }} as decimal(20, 10))
+            when list_price.provider is not null
+                then cast({{ round_half_even(token_cost('organized', 'list_price'), 10) }} as decimal(20, 10))
+        end as provider_cost_usd
+
+    from organized
+    left join organization_prices as organization_price
+        on organized.reported_cost_usd is null
+        and organized.organization_id = organization_price.organization_id
+        and organized.provider = organization_price.provider
+        and organized.model = organization_price.model
+        and organized.request_time >= organization_price.valid_from
+        and organized.request_time < organization_price.valid_until
+    left join list_prices as list_price
+        on organized.reported_cost_usd is null
+        and organized.provider = list_price.provider
+        and organized.model = list_price.model
+        and organized.request_time >= list_price.valid_from
+        and organized.request_time < list_price.valid_until
+
+),
+
+final as (
+
+    select
+        transaction_id,
+        request_time,
+        event_type,
+        provider,
+        model,
+        input_tokens,
+        output_tokens,
+        reasoning_tokens,
+        cache_read_tokens,
+        cache_creation_tokens,
+        total_tokens,
+        reported_cost_usd,
+        provider_cost_usd,
+        cost_source,
+        organization_id,
+        event_product_id,
+        event_product_name,
+        matched_product_id,
+        subscriber_id,
+        credential_value,
+        catalog_credential_name is not null as is_catalog_credential,
+        case
+            when credential_value is null then '(none)'
+            when catalog_credential_name is not null then catalog_credential_name
+            when event_credential_name is not null then event_credential_name
+            else {{ dbt.concat(["'…'", dbt.right('credential_value', 4)]) }}
+        end as credential_name,
+        attribution_rule,
+        subscription_id,
+        case when placed_active_start is not null then period_product_id end as product_id,
+        case when placed_active_start is not null then placed_period_start end as period_start,
+        case when placed_active_start is not null then placed_period_end end as period_end,
+        coalesce(placed_active_start is not null and request_time < trial_end_at, false) as is_trial,
+        case when placed_active_start is not null then 'billed' else 'unbilled' end as billing_status,
+        case
+            when placed_active_start is not null then null
+            when subscription_id is not null then 'outside_subscription_term'
+            when matched_product_id is null then 'unknown_product'
+            else 'no_matching_subscription'
+        end as unbilled_reason,
+        units_json,
+        -- the whole event's JSON is kept only where a metric reads a field from it
+        {{ attributes_json }} as attributes_json,
+        source_file,
+        line_number
+
+    from priced
+
+)
+
+select * from final
