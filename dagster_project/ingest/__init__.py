@@ -1,0 +1,1 @@
+"""Ingest: landing files -> raw.* (loader.py), validated by SQL generated from the contract (validation.py)."""
