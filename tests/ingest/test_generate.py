@@ -203,3 +203,4 @@ def test_arguments_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no subscription"):
         generate_events(catalog, tmp_path, 10, datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 2, 1, tzinfo=UTC))
     assert generate_events(catalog, tmp_path, 0, START, END).files == []
+    assert generate_events(catalog, tmp_path, 20, START, END, progress=True).lines_written == 20

@@ -368,6 +368,13 @@ def test_offsets_are_converted_to_utc(tmp_path: Path, connection: duckdb.DuckDBP
     }
 
 
+def test_session_time_zone_does_not_matter(tmp_path: Path, connection: duckdb.DuckDBPyConnection) -> None:
+    connection.execute("set TimeZone = 'America/New_York'")
+    write(tmp_path, "tz.jsonl", [line(transactionId="plus", requestTime="2026-10-01T10:00:00+02:00")])
+    load(connection, tmp_path)
+    assert events(connection, "request_time") == [(datetime(2026, 10, 1, 8, 0),)]
+
+
 def test_future_limit_is_relative_to_as_of(tmp_path: Path, connection: duckdb.DuckDBPyConnection) -> None:
     limit = AS_OF + timedelta(hours=24)
     write(tmp_path, "f.jsonl", [
