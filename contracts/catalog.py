@@ -310,6 +310,7 @@ def _cross_reference_problems(merged: dict[str, list[tuple[str, int, Any]]]) -> 
             problems.append(
                 f"{file}: subscribers[{index}].organization: unknown organization {subscriber.organization!r}"
             )
+    product_currency = {product.id: product.currency for _, _, product in merged["products"]}
     credential_owner: dict[str, str] = {}
     for file, index, subscription in merged["subscriptions"]:
         where = f"{file}: subscriptions[{index}]"
@@ -317,9 +318,17 @@ def _cross_reference_problems(merged: dict[str, list[tuple[str, int, Any]]]) -> 
             problems.append(f"{where}.subscriber: unknown subscriber {subscription.subscriber!r}")
         if subscription.product not in known["products"]:
             problems.append(f"{where}.product: unknown product {subscription.product!r}")
+        currency = product_currency.get(subscription.product)
         for position, change in enumerate(subscription.changes):
             if change.product not in known["products"]:
                 problems.append(f"{where}.changes[{position}].product: unknown product {change.product!r}")
+            elif currency and product_currency[change.product] != currency:
+                # one subscription bills in one currency: a fee billed in advance across the change
+                # would otherwise land on an invoice of the other currency
+                problems.append(
+                    f"{where}.changes[{position}].product: {change.product!r} bills in "
+                    f"{product_currency[change.product]}, the subscription in {currency}; start a new subscription"
+                )
         for position, credential in enumerate(subscription.credentials):
             owner = credential_owner.setdefault(credential.value, subscription.id)
             if owner != subscription.id:

@@ -294,6 +294,26 @@ def invoice(
 
 @app.command()
 @fails_cleanly
+def payment(
+    number: Annotated[str, typer.Argument(help="Invoice number of an `external` product.")],
+    status: Annotated[str, typer.Option("--status", help="paid or failed.")],
+    reference: Annotated[str | None, typer.Option("--reference", help="Your payment reference.")] = None,
+    paid_at: Annotated[str | None, typer.Option("--paid-at", help="When it was paid (RFC 3339).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Record a payment status update for an invoice paid outside Meterhouse."""
+    from dagster_project import warehouse
+    from dagster_project.payments.external import record_external_payment
+
+    if status not in ("paid", "failed"):
+        raise UsageError(f"--status {status!r}: expected paid or failed")
+    with warehouse.connect(settings.data_dir(data_dir)) as connection:
+        result = record_external_payment(connection, number, status, reference=reference, paid_at=paid_at)
+    console.print(f"{result['invoice_number']}: payment {result['payment_status']}")
+
+
+@app.command()
+@fails_cleanly
 def ui(
     data_dir: DataDir = None,
     port: Annotated[int, typer.Option("--port")] = 3000,

@@ -26,7 +26,7 @@ def bill_partition(root: Path, partition_key: str, as_of: str) -> dict:
         issued: list[str] = []
         held = 0
         for event in result.get_asset_materialization_events():
-            materialization = event.asset_materialization
+            materialization = event.materialization
             if materialization and materialization.asset_key == INVOICES:
                 issued = list(materialization.metadata["numbers"].value)
                 held = int(materialization.metadata["held"].value)

@@ -256,7 +256,10 @@ def connect(data_dir: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPy
     if read_only and not path.exists():
         raise FileNotFoundError(f"{path}: no warehouse yet; run `meterhouse bill --period ...` first")
     path.parent.mkdir(parents=True, exist_ok=True)
-    connection = duckdb.connect(str(path), read_only=read_only, config={"TimeZone": "UTC"})
+    # ICU is built in; without this DuckDB tries to autoinstall it from the network and fails offline
+    connection = duckdb.connect(
+        str(path), read_only=read_only, config={"TimeZone": "UTC", "autoinstall_known_extensions": False}
+    )
     try:
         if not read_only:
             ensure_schema(connection)

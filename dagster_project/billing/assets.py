@@ -1,7 +1,5 @@
 """Billing: the dbt project rates usage into drafts; invoked once per run through dagster-dbt."""
 
-from __future__ import annotations
-
 import json
 import os
 from collections.abc import Mapping

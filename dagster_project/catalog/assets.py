@@ -1,7 +1,5 @@
 """Catalog: validated YAML pricing and customers -> catalog.* dimension tables."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from contracts.catalog import CatalogError

@@ -49,10 +49,7 @@ def read_model_prices(path: Path) -> list[dict]:
             try:
                 row = {"organization_id": None, "provider": record["provider"].strip(), "model": record["model"].strip()}
                 for column in MODEL_PRICE_COLUMNS[2:6]:
-                    value = Decimal((record[column] or "0").strip())
-                    if value < 0 or value.as_tuple().exponent < -12:
-                        raise ValueError(f"{column}: must be >= 0 with at most 12 decimals")
-                    row[column] = value
+                    row[column] = _price(column, record[column])
                 row["valid_from"] = as_utc_naive(datetime.fromisoformat(record["valid_from"].strip().replace("Z", "+00:00")))
             except (InvalidOperation, ValueError, AttributeError) as exc:
                 problems.append(f"{path.name}: line {line_number}: {exc}")
@@ -61,6 +58,17 @@ def read_model_prices(path: Path) -> list[dict]:
         if problems:
             raise CatalogError(problems)
     return rows
+
+
+def _price(column: str, text: str | None) -> Decimal:
+    """A per-million price that fits ``decimal(17,12)``: >= 0, < 100,000, at most 12 decimals."""
+    try:
+        value = Decimal((text or "0").strip())
+    except InvalidOperation:
+        raise ValueError(f"{column}: {text!r} is not a decimal number") from None
+    if not value.is_finite() or value < 0 or value >= 100_000 or value.as_tuple().exponent < -12:
+        raise ValueError(f"{column}: {text!r} must be >= 0 and < 100000 with at most 12 decimals")
+    return value
 
 
 def _with_validity(prices: list[dict]) -> list[dict]:
@@ -159,13 +167,8 @@ def _replace_table(connection: duckdb.DuckDBPyConnection, table: str, rows: list
     if rows:
         # through Arrow: executemany is row-at-a-time and subscription_periods can be large
         batch = pa.Table.from_pylist([{column: row.get(column) for column in columns} for row in rows])
-        connection.register("catalog_batch", batch)
-        try:
-            connection.execute(
-                f"insert into catalog.{table} by name select * from catalog_batch"
-            )
-        finally:
-            connection.unregister("catalog_batch")
+        # columns are in the table's own order; no registered view to clean up if the insert fails
+        connection.from_arrow(batch).insert_into(f"catalog.{table}")
 
 
 def load_catalog_into(connection: duckdb.DuckDBPyConnection, data_dir: Path, as_of: datetime) -> CatalogSummary:

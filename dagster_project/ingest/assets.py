@@ -1,7 +1,5 @@
 """Ingest: raw metering files -> raw.events, with quarantine and duplicates kept apart."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from dagster_project.ingest.loader import load_new_files

@@ -1,7 +1,5 @@
 """Invoicing: release due drafts into the immutable ledger and write their documents."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from dagster_project.invoicing.release import release_due_invoices

@@ -161,7 +161,7 @@ def test_bad_csv_line_names_file_and_line(tmp_path):
     with pytest.raises(CatalogError) as caught:
         read_model_prices(path)
     assert caught.value.problems == [
-        "model_prices.csv: line 3: input_per_million: must be >= 0 with at most 12 decimals"
+        "model_prices.csv: line 3: input_per_million: '-1' must be >= 0 and < 100000 with at most 12 decimals"
     ]
 
 

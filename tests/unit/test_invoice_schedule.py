@@ -336,23 +336,30 @@ def test_in_advance_with_trial():
     assert [r["recurring_amount"] for r in rows] == [Decimal("210.00"), Decimal("310.00")]
 
 
-def test_in_advance_fee_is_never_put_on_a_draft_of_another_currency():
+def test_in_advance_fee_is_never_put_on_a_draft_of_another_currency(tmp_path):
     # A plan change from a USD in-advance product to a JPY in-advance product: the draft that
-    # closes the USD period at the change carries the next period's fee, which is the JPY
-    # product's 3000 * 16/30 = 1600 JPY. It must not be billed as 1600 USD: either the catalog
-    # refuses a plan change across currencies, or that fee sits on a JPY draft.
-    products = [
-        product("adv-usd", recurring_charge="100.00", invoice_schedule="in_advance"),
-        product("adv-jpy", currency="JPY", recurring_charge="3000", invoice_schedule="in_advance"),
-    ]
-    try:
-        catalog = catalog_with(
-            products, start="2026-10-01T00:00:00Z", changes=[{"at": "2026-11-15T00:00:00Z", "product": "adv-jpy"}]
-        )
-    except ValueError:
-        return  # rejected by the catalog contract: acceptable
-    rows = drafts(catalog, horizon=dt(2026, 11, 20))
-    carrying_jpy_fee = [r for r in rows if r["recurring_start"] == dt(2026, 11, 15)]
-    assert carrying_jpy_fee, rows
-    for row in carrying_jpy_fee:
-        assert (row["currency"], row["recurring_amount"]) == ("JPY", Decimal("1600")), row
+    # closes the USD period at the change would carry the JPY product's 3000 * 16/30 = 1600
+    # fee. One subscription bills in one currency, so the catalog refuses the change and
+    # names the field.
+    import pytest
+
+    from contracts.catalog import CatalogError, load_catalog
+
+    (tmp_path / "c.yaml").write_text(
+        """
+products:
+  - {id: adv-usd, name: Adv USD, currency: USD, recurring_charge: "100.00", invoice_schedule: in_advance}
+  - {id: adv-jpy, name: Adv JPY, currency: JPY, recurring_charge: "3000", invoice_schedule: in_advance}
+subscribers: [{id: s}]
+subscriptions:
+  - id: sub-1
+    subscriber: s
+    product: adv-usd
+    start: 2026-10-01T00:00:00Z
+    changes: [{at: 2026-11-15T00:00:00Z, product: adv-jpy}]
+""",
+        encoding="utf-8",
+    )
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(tmp_path)
+    assert caught.value.problems[0].startswith("c.yaml: subscriptions[0].changes[0].product: 'adv-jpy' bills in JPY")
