@@ -30,7 +30,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# tables stay readable when piped (a pipe has no width; rich would assume 80 columns)
+console = Console(width=None if sys.stdout.isatty() else 140)
 errors = Console(stderr=True)
 
 DataDir = Annotated[
@@ -124,7 +125,11 @@ def generate(
         load_catalog(catalog_dir_of(root)), root / "landing", events, start_at, end_at,
         seed=seed, bad_fraction=bad_fraction, duplicate_fraction=duplicate_fraction, progress=sys.stderr.isatty(),
     )
-    console.print(f"wrote {report}")
+    console.print(
+        f"wrote {report.lines_written:,} lines ({report.events:,} events, {report.bad_lines:,} bad,"
+        f" {report.duplicate_lines:,} duplicates) for {report.subscriptions} subscriptions into"
+        f" {len(report.files)} file(s) under {root / 'landing' / 'events'} in {report.seconds:.1f} s"
+    )
 
 
 def _instant(text: str, option: str) -> datetime:
@@ -146,7 +151,8 @@ def _run_billing(root: Path, period: str, as_of: str | None) -> dict:
     os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster"))
     from dagster_project.runner import bill_partition
 
-    return bill_partition(root, partition_key, clock)
+    with console.status(f"Billing {period}: ingest, catalog, dbt rating, invoices, payments, notifications…"):
+        return bill_partition(root, partition_key, clock)
 
 
 @app.command()
@@ -159,7 +165,8 @@ def bill(
     """Materialize every asset for billing period P, issuing what is due."""
     root = settings.data_dir(data_dir)
     summary = _run_billing(root, period, as_of)
-    _print_invoices(root, summary["issued"], title=f"Issued for {period}")
+    if summary["issued"]:
+        _print_invoices(root, summary["issued"], title=f"Issued for {period}")
     console.print(
         f"{len(summary['issued'])} invoice(s) issued, {summary['held']} held; documents in {root / 'invoices'}"
     )

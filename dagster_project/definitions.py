@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from dagster_project import settings
-from dagster_project.payments import assets as payments
 from dagster_project.billing import assets as billing
 from dagster_project.catalog import assets as catalog
 from dagster_project.ingest import assets as ingest
 from dagster_project.invoicing import assets as invoicing
 from dagster_project.notifications import assets as notifications
 from dagster_project.partitions import monthly_billing_periods
+from dagster_project.payments import assets as payments
 from dagster_project.resources import WarehouseResource
 
 bill_period_job = dg.define_asset_job(
@@ -30,7 +33,8 @@ monthly_billing_schedule = dg.build_schedule_from_partitioned_job(bill_period_jo
 def build_defs(data_dir: str | None = None, as_of: str = "") -> dg.Definitions:
     resources = {
         "warehouse": WarehouseResource(data_dir=str(settings.data_dir(data_dir)), as_of=as_of),
-        "dbt": DbtCliResource(project_dir=billing.dbt_project),
+        # the dbt beside this interpreter: .venv/bin is not necessarily on PATH
+        "dbt": DbtCliResource(project_dir=billing.dbt_project, dbt_executable=str(Path(sys.executable).parent / "dbt")),
         "stripe": payments.stripe_resource_from_env(),
     }
     return dg.Definitions.merge(

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 
-def bill_partition(root: Path, partition_key: str, as_of: str) -> dict:
+def bill_partition(root: Path, partition_key: str, as_of: str, log_level: str = "WARNING") -> dict:
     """Materialize ingest, catalog, dbt and invoicing for ``partition_key`` through Dagster.
 
     Returns the invoice numbers issued and the number of held drafts. Raises with the
@@ -20,7 +20,13 @@ def bill_partition(root: Path, partition_key: str, as_of: str) -> dict:
     defs = build_defs(data_dir=str(root), as_of=as_of)
     job = defs.resolve_job_def("bill_period")
     with dg.DagsterInstance.from_config(str(root / ".dagster")) as instance:
-        result = job.execute_in_process(partition_key=partition_key, instance=instance, raise_on_error=False)
+        result = job.execute_in_process(
+            partition_key=partition_key,
+            instance=instance,
+            raise_on_error=False,
+            # the run's full event log stays in the instance (`meterhouse ui`); the terminal gets warnings only
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
         if not result.success:
             raise RuntimeError(_failure_reason(result))
         issued: list[str] = []
