@@ -24,12 +24,21 @@ dbt/target/manifest.json: $(VENV)/.installed $(DBT_SOURCES)
 
 install: $(VENV)/.installed dbt/target/manifest.json
 
-demo: install
+# The demo starts from a clean data/ every time (only generated files live there), and runs
+# localstripe, a fake Stripe server on loopback, so the Stripe-paid product shows a paid and a
+# declined charge. Emails land in data/outbox/ as .eml files.
+demo: install clean-data
 	$(BIN)/meterhouse init --example tutorial --data-dir $(DEMO_DATA)
 	$(BIN)/meterhouse generate --data-dir $(DEMO_DATA) --events 20000 --start 2026-10-01 --end 2026-11-01 \
 		--seed 7 --bad-fraction 0.002 --duplicate-fraction 0.002
+	@port=$$($(BIN)/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	$(BIN)/localstripe --port $$port > $(DEMO_DATA)/localstripe.log 2>&1 & pid=$$!; \
+	trap "kill $$pid" EXIT; \
+	for i in $$(seq 50); do curl -s -o /dev/null http://127.0.0.1:$$port/v1/customers -u sk_test_demo: && break; sleep 0.2; done; \
+	export STRIPE_API_KEY=sk_test_demo STRIPE_API_BASE=http://127.0.0.1:$$port; \
+	$(BIN)/python -m dagster_project.payments.demo --data-dir $(DEMO_DATA) acme-labs=visa initech-finance=declined && \
 	$(BIN)/meterhouse bill --data-dir $(DEMO_DATA) --period 2026-10
-	@echo "Invoices: $(DEMO_DATA)/invoices/   ·   explore: $(BIN)/meterhouse invoices --data-dir $(DEMO_DATA)"
+	@echo "Invoices: $(DEMO_DATA)/invoices/   emails: $(DEMO_DATA)/outbox/   explore: $(BIN)/meterhouse invoices --data-dir $(DEMO_DATA)"
 
 lint: install
 	$(BIN)/ruff check dagster_project contracts tests
@@ -39,4 +48,5 @@ test: install lint
 	$(BIN)/pytest -q
 
 clean-data:
-	rm -rf $(DEMO_DATA)/warehouse.duckdb* $(DEMO_DATA)/landing $(DEMO_DATA)/invoices $(DEMO_DATA)/outbox $(DEMO_DATA)/.dagster
+	rm -rf $(DEMO_DATA)/catalog $(DEMO_DATA)/warehouse.duckdb* $(DEMO_DATA)/landing $(DEMO_DATA)/invoices \
+		$(DEMO_DATA)/outbox $(DEMO_DATA)/dashboards $(DEMO_DATA)/.dagster $(DEMO_DATA)/localstripe.log

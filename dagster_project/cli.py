@@ -6,6 +6,7 @@ Read-only commands don't import Dagster or dbt, so they answer in well under a s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -151,7 +152,14 @@ def _run_billing(root: Path, period: str, as_of: str | None) -> dict:
     os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster"))
     from dagster_project.runner import bill_partition
 
-    with console.status(f"Billing {period}: ingest, catalog, dbt rating, invoices, payments, notifications…"):
+    # dagster-dbt echoes dbt's own log to stdout; keep it in a file so stdout stays this command's answer
+    log_path = root / ".dagster" / "last_bill.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        errors.status(f"Billing {period}: ingest, catalog, dbt rating, invoices, payments, notifications…"),
+        log_path.open("w", encoding="utf-8") as log,
+        contextlib.redirect_stdout(log),
+    ):
         return bill_partition(root, partition_key, clock)
 
 

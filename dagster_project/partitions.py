@@ -18,6 +18,9 @@ def partition_key_for(period: str) -> str:
     """CLI period text (``2026-10``) -> the monthly partition key (``2026-10-01``)."""
     text = period.strip()
     if _MONTH.match(text):
-        datetime.strptime(text, "%Y-%m")  # raises on month 13
+        try:
+            datetime.strptime(text, "%Y-%m")
+        except ValueError:
+            raise ValueError(f"period {period!r}: not a valid month (expected YYYY-MM, e.g. 2026-10)") from None
         return f"{text}-01"
     raise ValueError(f"period {period!r}: expected YYYY-MM (e.g. 2026-10)")

@@ -3,6 +3,8 @@
 -- reconciles with its usage lines. (max, average and count_unique are not additive.)
 -- A failure means an event was attributed to no credential or to two.
 
+{{ config(meta={'dagster': {'ref': {'name': 'fct_usage_by_period'}}}) }}
+
 with
 
 credential_sums as (

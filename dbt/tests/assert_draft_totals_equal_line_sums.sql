@@ -2,6 +2,8 @@
 -- while there are no taxes or adjustments. A failure means an invoice would print a total that
 -- its lines do not add up to.
 
+{{ config(meta={'dagster': {'ref': {'name': 'fct_invoice_drafts'}}}) }}
+
 with
 
 line_sums as (

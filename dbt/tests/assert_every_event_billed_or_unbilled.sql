@@ -2,6 +2,8 @@
 -- unbilled_usage (SPEC §3.1: unbilled usage is kept with the reason). A failure means events
 -- were lost or counted twice between raw.events and the marts.
 
+{{ config(meta={'dagster': {'ref': {'name': 'fct_unbilled_usage'}}}) }}
+
 with
 
 counts as (

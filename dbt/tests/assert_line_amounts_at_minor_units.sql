@@ -2,6 +2,8 @@
 -- every draft total. A failure means an amount carries digits the currency does not have
 -- (e.g. 0.5 JPY), which the ledger and Stripe would round again, differently.
 
+{{ config(meta={'dagster': {'ref': {'name': 'fct_invoice_line_drafts'}}}) }}
+
 with
 
 line_amounts as (

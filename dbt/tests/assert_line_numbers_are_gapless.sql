@@ -2,6 +2,8 @@
 -- (draft_key, line_number) and invoices print them in this order). A failure means the
 -- numbering window is broken or two lines share a number.
 
+{{ config(meta={'dagster': {'ref': {'name': 'fct_invoice_line_drafts'}}}) }}
+
 select
     draft_key,
     count(*) as line_count,

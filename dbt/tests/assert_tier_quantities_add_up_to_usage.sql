@@ -3,6 +3,8 @@
 -- quantity shows as one line of 0 (SPEC §3.4). Fixed-fee and free-trial lines are not part of
 -- it. A failure means usage was billed twice or not at all.
 
+{{ config(meta={'dagster': {'ref': {'name': 'fct_invoice_line_drafts'}}}) }}
+
 with
 
 tier_lines as (
