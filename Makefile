@@ -3,18 +3,17 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv as a module of the interpreter: no PATH or shim to depend on
+UV := $(PYTHON) -m uv
 DEMO_DATA := data
 DBT_SOURCES := $(shell find dbt -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v '^dbt/target/')
 
-.PHONY: install demo test lint bench clean-data
-
-$(UV):
-	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+.PHONY: install demo test lint clean-data
 
 # Reinstall only when the lock or the project metadata changed.
-$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(shell command -v uv 2>/dev/null || echo $(UV)) sync --frozen --extra dev --python $(PYTHON) --quiet
+$(VENV)/.installed: pyproject.toml uv.lock
+	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
 	touch $@
 
 # The dbt manifest is prepared at build time, not at import (dagster-dbt reads it).
@@ -42,6 +41,7 @@ demo: install clean-data
 
 lint: install
 	$(BIN)/ruff check dagster_project contracts tests
+	cd dbt && ../$(BIN)/sqlfluff lint models tests --processes 2 --disable-progress-bar --nocolor
 	$(BIN)/python -m contracts --check
 
 test: install lint
