@@ -17,6 +17,7 @@ from dagster_project.notifications import assets as notifications
 from dagster_project.partitions import monthly_billing_periods
 from dagster_project.payments import assets as payments
 from dagster_project.resources import WarehouseResource
+from dagster_project.schedules import build_schedules
 
 bill_period_job = dg.define_asset_job(
     name="bill_period",
@@ -26,8 +27,6 @@ bill_period_job = dg.define_asset_job(
     "take payments and send notifications.",
 )
 
-# On the 1st of each month at 01:00 UTC, bill the month that just ended.
-monthly_billing_schedule = dg.build_schedule_from_partitioned_job(bill_period_job, hour_of_day=1)
 
 
 def build_defs(data_dir: str | None = None, as_of: str = "") -> dg.Definitions:
@@ -44,7 +43,7 @@ def build_defs(data_dir: str | None = None, as_of: str = "") -> dg.Definitions:
         invoicing.defs,
         payments.defs,
         notifications.defs,
-        dg.Definitions(jobs=[bill_period_job], schedules=[monthly_billing_schedule], resources=resources),
+        dg.Definitions(jobs=[bill_period_job], schedules=build_schedules(bill_period_job), resources=resources),
     )
 
 
