@@ -47,6 +47,15 @@ def bill_partition(root: Path, partition_key: str, as_of: str, log_level: str = 
 
 
 def _failure_reason(result: dg.ExecuteInProcessResult) -> str:
+    failed_checks = [
+        f"{event.asset_check_evaluation_data.check_name} ({event.asset_check_evaluation_data.description})"
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        and not event.asset_check_evaluation_data.passed
+        and event.asset_check_evaluation_data.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    if failed_checks:
+        return "release gate failed, due invoices held: " + "; ".join(failed_checks)
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             error = event.step_failure_data.error

@@ -5,6 +5,7 @@ import dagster as dg
 from dagster_project.invoicing.release import release_due_invoices
 from dagster_project.invoicing.render import write_documents
 from dagster_project.partitions import monthly_billing_periods
+from dagster_project.quality.gate import DRAFT_CHECKS, draft_checks, holds_by_draft, record
 from dagster_project.resources import WarehouseResource
 
 INVOICES = dg.AssetKey(["marts", "invoices"])
@@ -22,17 +23,24 @@ DRAFT_INPUTS = [
                      description="Invoice ledger (SPEC §4): issued invoices never change."),
         dg.AssetSpec(INVOICE_LINES, deps=DRAFT_INPUTS, group_name="invoicing", kinds={"duckdb"}),
     ],
+    check_specs=[
+        # not blocking: a failure holds only the drafts it names, the others are released
+        dg.AssetCheckSpec(name, asset=INVOICES, description="release gate, per draft (Great Expectations)")
+        for name in DRAFT_CHECKS
+    ],
     partitions_def=monthly_billing_periods,
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """Number and freeze every invoice whose period closed in this billing period, then
-    render the HTML documents of issued invoices that have none yet."""
+    """Gate, number and freeze every invoice whose period closed in this billing period, then
+    render the documents of issued invoices that have none yet."""
     window = context.partition_time_window
+    start, end = window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)
     as_of = warehouse.clock()
     with warehouse.connect() as connection:
-        report = release_due_invoices(
-            connection, window.start.replace(tzinfo=None), window.end.replace(tzinfo=None), as_of
-        )
+        outcomes = draft_checks(connection, warehouse.root, start, end, as_of)
+        record(connection, outcomes, as_of)
+        report = release_due_invoices(connection, start, end, as_of, failing_checks=holds_by_draft(outcomes))
         documents = write_documents(connection, warehouse.root)
         issued_in_window = connection.execute(
             "select count(*), coalesce(sum(total), 0) from marts.invoices where status = 'issued'"
@@ -52,6 +60,15 @@ def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     }
     yield dg.MaterializeResult(asset_key=INVOICES, metadata=metadata)
     yield dg.MaterializeResult(asset_key=INVOICE_LINES, metadata={"documents_written": len(documents)})
+    for outcome in outcomes:
+        yield dg.AssetCheckResult(
+            asset_key=INVOICES,
+            check_name=outcome.name,
+            passed=outcome.passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=outcome.detail,
+            metadata={"held_drafts": dg.MetadataValue.json(outcome.failing_drafts)},
+        )
 
 
 defs = dg.Definitions(assets=[invoices])

@@ -66,11 +66,13 @@ def release_due_invoices(
     window_end: datetime,
     as_of: datetime,
     failing_checks: Mapping[str, list[str]] | None = None,
+    hold_all: list[str] | None = None,
 ) -> ReleaseReport:
     """Issue every due draft of the window that has no issued invoice yet.
 
     ``failing_checks`` maps a draft key to the names of blocking checks that failed for
     its inputs; such drafts are stored as ``held`` with those names and get no number.
+    ``hold_all`` names failed run-wide checks: then every due draft is held.
     """
     failing_checks = failing_checks or {}
     report = ReleaseReport()
@@ -81,7 +83,7 @@ def release_due_invoices(
             if draft["ledger_status"] in ("issued", "void"):
                 report.already_issued += 1
                 continue
-            reasons = failing_checks.get(draft["draft_key"], [])
+            reasons = list(hold_all or []) + list(failing_checks.get(draft["draft_key"], []))
             if reasons:
                 _store(connection, draft, number=None, status="held", held_reasons="; ".join(reasons), as_of=as_of)
                 report.held[draft["draft_key"]] = reasons

@@ -21,6 +21,7 @@ USAGE_BY_PERIOD = dg.AssetKey(["marts", "usage_by_period"])
     key=NOTIFICATIONS,
     deps=[INVOICES, PAYMENTS, USAGE_BY_PERIOD],
     partitions_def=monthly_billing_periods,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="notifications",
     kinds={"python", "email"},
     description="Customer e-mails (new invoice, payment, subscription, free trial, quota): each sent once, "

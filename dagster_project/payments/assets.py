@@ -68,6 +68,7 @@ def _stripe_invoice_counts(connection) -> dict[str, int]:
     key=PAYMENTS,
     deps=[INVOICES],
     partitions_def=monthly_billing_periods,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="payments",
     kinds={"duckdb", "python", "stripe"},
     description="Charge ledger (SPEC §3.10): one Stripe PaymentIntent per released invoice of a stripe "
