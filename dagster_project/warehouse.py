@@ -218,7 +218,23 @@ create table if not exists marts.invoices (
     payment_status     varchar   not null,       -- none | pending | paid | failed | external_paid
     payment_reference  varchar,
     document_sha256    varchar,
-    void_reason        varchar
+    void_reason        varchar,
+    document_type      varchar   not null default 'invoice'   -- invoice | credit_note
+);
+
+-- late events re-rate an invoiced period; the difference waits here for the next invoice
+create table if not exists billing.adjustments (
+    adjustment_id            varchar   not null primary key,   -- <draft_key>#<n>
+    draft_key                varchar   not null,               -- the re-rated period's draft
+    subscription_id          varchar   not null,
+    original_invoice_number  varchar   not null,
+    period_start             timestamp not null,
+    period_end               timestamp not null,
+    currency                 varchar   not null,
+    amount                   decimal(18, 3) not null,           -- re-rated total minus what was billed
+    detected_at              timestamp not null,
+    applied_invoice_number   varchar,                          -- the invoice or credit note carrying it
+    applied_line_number      integer
 );
 
 create table if not exists marts.invoice_lines (
@@ -245,8 +261,15 @@ def warehouse_path(data_dir: Path) -> Path:
     return data_dir / "warehouse.duckdb"
 
 
+# columns added after a table first shipped: existing warehouses get them on the next connect
+MIGRATIONS = """
+alter table marts.invoices add column if not exists document_type varchar default 'invoice';
+"""
+
+
 def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute(DDL)
+    connection.execute(MIGRATIONS)
 
 
 @contextmanager

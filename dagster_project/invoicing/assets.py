@@ -48,15 +48,19 @@ def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
             [window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)],
         ).fetchone()
     context.log.info(
-        f"{len(report.issued)} invoice(s) issued, {len(report.held)} held, {report.already_issued} already issued; "
+        f"{len(report.issued)} invoice(s) issued, {len(report.held)} held, {report.already_issued} already issued, "
+        f"{report.adjustments_detected} late-event adjustment(s), {len(report.adjustment_documents)} credit/adjustment "
+        "document(s); "
         f"{len(documents)} document(s) written"
     )
     metadata = {
         "issued_this_run": len(report.issued),
         "held": len(report.held),
         "already_issued": report.already_issued,
+        "adjustments_detected": report.adjustments_detected,
+        "adjustment_documents": dg.MetadataValue.json(report.adjustment_documents),
         "invoices_in_period": issued_in_window[0],
-        "numbers": dg.MetadataValue.json(report.issued),
+        "numbers": dg.MetadataValue.json(report.issued + report.adjustment_documents),
     }
     yield dg.MaterializeResult(asset_key=INVOICES, metadata=metadata)
     yield dg.MaterializeResult(asset_key=INVOICE_LINES, metadata={"documents_written": len(documents)})

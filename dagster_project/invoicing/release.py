@@ -30,6 +30,8 @@ class ReleaseReport:
     issued: list[str] = field(default_factory=list)
     held: dict[str, list[str]] = field(default_factory=dict)
     already_issued: int = 0
+    adjustments_detected: int = 0
+    adjustment_documents: list[str] = field(default_factory=list)  # credit notes, adjustment invoices
 
 
 def invoice_number(year: int, sequence: int) -> str:
@@ -88,22 +90,132 @@ def release_due_invoices(
                 _store(connection, draft, number=None, status="held", held_reasons="; ".join(reasons), as_of=as_of)
                 report.held[draft["draft_key"]] = reasons
                 continue
-            year = draft["due_at"].year
-            sequence = connection.execute(
-                "select coalesce(max(last_number), 0) + 1 from billing.invoice_number_sequences where invoice_year = ?",
-                [year],
-            ).fetchone()[0]
-            number = invoice_number(year, sequence)
-            connection.execute(
-                "insert or replace into billing.invoice_number_sequences values (?, ?)", [year, sequence]
-            )
+            number = _next_number(connection, draft["due_at"].year)
             _store(connection, draft, number=number, status="issued", held_reasons=None, as_of=as_of)
             report.issued.append(number)
+        # late events: re-rated issued periods whose total moved (after the loop, so a period
+        # invoiced in this very run is compared with what it was just issued at)
+        if not hold_all:  # a failed run-wide check means the re-rated totals cannot be trusted either
+            report.adjustments_detected = _detect_adjustments(connection, as_of)
+            for number in report.issued:
+                _carry_adjustments(connection, number)
+            report.adjustment_documents = _issue_adjustment_documents(connection, as_of)
         connection.execute("commit")
     except Exception:
         connection.execute("rollback")
         raise
     return report
+
+
+def _next_number(connection: duckdb.DuckDBPyConnection, year: int) -> str:
+    sequence = connection.execute(
+        "select coalesce(max(last_number), 0) + 1 from billing.invoice_number_sequences where invoice_year = ?",
+        [year],
+    ).fetchone()[0]
+    connection.execute("insert or replace into billing.invoice_number_sequences values (?, ?)", [year, sequence])
+    return invoice_number(year, sequence)
+
+
+def _detect_adjustments(connection: duckdb.DuckDBPyConnection, as_of: datetime) -> int:
+    """Record, once, each difference between a re-rated period and what it was billed at."""
+    differences = connection.execute(
+        """
+        select i.draft_key, i.subscription_id, i.invoice_number, i.period_start, i.period_end, i.currency,
+               d.total - i.total - coalesce(a.adjusted, 0) as difference, coalesce(a.recorded, 0) as recorded
+        from marts.invoices as i
+        join marts.invoice_drafts as d on d.draft_key = i.draft_key
+        left join (select draft_key, sum(amount) as adjusted, count(*) as recorded
+                   from billing.adjustments group by draft_key) as a on a.draft_key = i.draft_key
+        where i.status = 'issued' and i.document_type = 'invoice'
+          and d.total <> i.total + coalesce(a.adjusted, 0)
+        order by i.invoice_number
+        """
+    ).fetchall()
+    for key, subscription, number, start, end, currency, difference, recorded in differences:
+        connection.execute(
+            "insert into billing.adjustments (adjustment_id, draft_key, subscription_id, original_invoice_number,"
+            " period_start, period_end, currency, amount, detected_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [f"{key}#{recorded + 1}", key, subscription, number, start, end, currency, difference, as_of],
+        )
+    return len(differences)
+
+
+def _adjustment_line(connection, number: str, line_number: int, adjustment: tuple, invoice_key: str) -> None:
+    adjustment_id, original, start, end, currency, amount = adjustment
+    description = (
+        f"Prior-period adjustment to {original} ({start:%Y-%m-%d} – {end:%Y-%m-%d}): usage re-rated"
+        if amount > 0 else f"Credit to {original} ({start:%Y-%m-%d} – {end:%Y-%m-%d}): usage re-rated"
+    )
+    connection.execute(
+        "insert into marts.invoice_lines (invoice_number, draft_key, line_number, kind, amount, currency,"
+        " period_start, period_end, description) values (?, ?, ?, 'adjustment', ?, ?, ?, ?, ?)",
+        [number, invoice_key, line_number, amount, currency, start, end, description],
+    )
+    connection.execute(
+        "update billing.adjustments set applied_invoice_number = ?, applied_line_number = ? where adjustment_id = ?",
+        [number, line_number, adjustment_id],
+    )
+
+
+_PENDING = """
+    select adjustment_id, original_invoice_number, period_start, period_end, currency, amount
+    from billing.adjustments
+    where applied_invoice_number is null and {condition}
+    order by period_start, adjustment_id
+"""
+
+
+def _carry_adjustments(connection: duckdb.DuckDBPyConnection, number: str) -> None:
+    """Put the subscription's pending positive adjustments of earlier periods on this invoice."""
+    key, subscription, start, currency = connection.execute(
+        "select draft_key, subscription_id, period_start, currency from marts.invoices where invoice_number = ?",
+        [number],
+    ).fetchone()
+    pending = connection.execute(
+        _PENDING.format(condition="amount > 0 and subscription_id = ? and period_end <= ? and currency = ?"),
+        [subscription, start, currency],
+    ).fetchall()
+    if not pending:
+        return
+    last_line = connection.execute(
+        "select coalesce(max(line_number), 0) from marts.invoice_lines where draft_key = ?", [key]
+    ).fetchone()[0]
+    for offset, adjustment in enumerate(pending, start=1):
+        _adjustment_line(connection, number, last_line + offset, adjustment, key)
+    extra = sum(adjustment[-1] for adjustment in pending)
+    connection.execute(
+        "update marts.invoices set subtotal = subtotal + ?, total = total + ? where invoice_number = ?",
+        [extra, extra, number],
+    )
+
+
+def _issue_adjustment_documents(connection: duckdb.DuckDBPyConnection, as_of: datetime) -> list[str]:
+    """Adjustments that cannot wait for a next invoice get a document of their own at once:
+    a negative one is a credit note against the invoice it corrects; a positive one of a
+    subscription that has no later period (it ended) is an adjustment invoice."""
+    standalone = _PENDING.format(condition="""(amount < 0 or not exists (
+        select 1 from catalog.subscription_periods as p
+        where p.subscription_id = billing.adjustments.subscription_id
+          and p.period_start >= billing.adjustments.period_end))""")
+    numbers = []
+    for adjustment in connection.execute(standalone).fetchall():
+        adjustment_id, original, _, _, _, amount = adjustment
+        number = _next_number(connection, as_of.year)
+        connection.execute(
+            f"""
+            insert into marts.invoices ({", ".join(LEDGER_COLUMNS)}, invoice_number, issued_at, released_at,
+                                        status, payment_status, document_type)
+            select ?, {", ".join(f"i.{column}" for column in LEDGER_COLUMNS[1:-2])}, ?, ?, ?, ?, ?, 'issued',
+                   case when ? < 0 or p.payment = 'invoice_only' then 'none' else 'pending' end,
+                   case when ? < 0 then 'credit_note' else 'invoice' end
+            from marts.invoices as i join catalog.products as p on p.product_id = i.product_id
+            where i.invoice_number = ?
+            """,
+            [adjustment_id, amount, amount, number, as_of, as_of, amount, amount, original],
+        )
+        _adjustment_line(connection, number, 1, adjustment, adjustment_id)
+        numbers.append(number)
+    return numbers
 
 
 def _store(
