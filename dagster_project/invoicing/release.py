@@ -120,15 +120,23 @@ def _detect_adjustments(connection: duckdb.DuckDBPyConnection, as_of: datetime) 
     """Record, once, each difference between a re-rated period and what it was billed at."""
     differences = connection.execute(
         """
-        select i.draft_key, i.subscription_id, i.invoice_number, i.period_start, i.period_end, i.currency,
-               d.total - i.total - coalesce(a.adjusted, 0) as difference, coalesce(a.recorded, 0) as recorded
-        from marts.invoices as i
-        join marts.invoice_drafts as d on d.draft_key = i.draft_key
+        -- what a period was billed at: its own lines (not adjustments it carried for earlier
+        -- periods) plus the adjustments recorded against it since
+        with billed as (
+            select i.draft_key, i.subscription_id, i.invoice_number, i.period_start, i.period_end, i.currency,
+                   (select coalesce(sum(l.amount), 0) from marts.invoice_lines as l
+                     where l.invoice_number = i.invoice_number and l.kind <> 'adjustment') as own_total
+            from marts.invoices as i
+            where i.status = 'issued' and i.document_type = 'invoice'
+        )
+        select b.draft_key, b.subscription_id, b.invoice_number, b.period_start, b.period_end, b.currency,
+               d.total - b.own_total - coalesce(a.adjusted, 0) as difference, coalesce(a.recorded, 0) as recorded
+        from billed as b
+        join marts.invoice_drafts as d on d.draft_key = b.draft_key
         left join (select draft_key, sum(amount) as adjusted, count(*) as recorded
-                   from billing.adjustments group by draft_key) as a on a.draft_key = i.draft_key
-        where i.status = 'issued' and i.document_type = 'invoice'
-          and d.total <> i.total + coalesce(a.adjusted, 0)
-        order by i.invoice_number
+                   from billing.adjustments group by draft_key) as a on a.draft_key = b.draft_key
+        where d.total <> b.own_total + coalesce(a.adjusted, 0)
+        order by b.invoice_number
         """
     ).fetchall()
     for key, subscription, number, start, end, currency, difference, recorded in differences:
