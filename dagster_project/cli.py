@@ -140,7 +140,7 @@ def _instant(text: str, option: str) -> datetime:
         raise UsageError(f"{option}: {text!r} is not an RFC 3339 instant or a date") from error
 
 
-def _run_billing(root: Path, period: str, as_of: str | None) -> dict:
+def _run_billing(root: Path, period: str, as_of: str | None, last_partition_key: str | None = None) -> dict:
     """Materialize the whole asset graph for one billing period through Dagster."""
     from dagster_project.partitions import partition_key_for
 
@@ -160,7 +160,7 @@ def _run_billing(root: Path, period: str, as_of: str | None) -> dict:
         log_path.open("w", encoding="utf-8") as log,
         contextlib.redirect_stdout(log),
     ):
-        return bill_partition(root, partition_key, clock)
+        return bill_partition(root, partition_key, clock, last_partition_key=last_partition_key)
 
 
 @app.command()
@@ -185,6 +185,9 @@ def bill(
 def backfill(
     from_period: Annotated[str, typer.Option("--from", help="First billing period, e.g. 2026-01.")],
     to_period: Annotated[str, typer.Option("--to", help="Last billing period, inclusive.")],
+    single_run: Annotated[
+        bool, typer.Option("--single-run", help="One Dagster run for the whole range instead of one per period.")
+    ] = False,
     data_dir: DataDir = None,
     as_of: AsOf = None,
 ) -> None:
@@ -198,6 +201,10 @@ def backfill(
         raise UsageError(str(error)) from error
     if last < first:
         raise UsageError("--to must not be before --from")
+    if single_run:
+        summary = _run_billing(root, from_period, as_of, last_partition_key=last)
+        console.print(f"{from_period}..{to_period}: {len(summary['issued'])} issued, {summary['held']} held")
+        return
     total = 0
     year, month = int(first[:4]), int(first[5:7])
     while f"{year:04d}-{month:02d}-01" <= last:
@@ -271,9 +278,12 @@ def invoices(
 def invoice(
     number: Annotated[str, typer.Argument(help="Invoice number, e.g. MH-2026-000001.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    events: Annotated[
+        bool, typer.Option("--events", help="List the metering events behind each usage line (lineage).")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Show one invoice with its lines."""
+    """Show one invoice with its lines, or with --events the events each usage line was rated from."""
     from dagster_project import warehouse
     from dagster_project.lib.money import format_money
 
@@ -281,6 +291,9 @@ def invoice(
     rows = _invoice_rows(root, "where invoice_number = ?", [number])
     if not rows:
         raise RuntimeError(f"no invoice {number!r}")
+    if events:
+        _print_invoice_events(root, number, as_json)
+        return
     with warehouse.connect(root, read_only=True) as connection:
         result = connection.execute(
             "select line_number, kind, metric, tier_name, quantity, unit_rate, amount, event_count, period_start,"
@@ -305,6 +318,77 @@ def invoice(
         )
     console.print(table)
     console.print(f"Total: {format_money(header['total'], header['currency'])}")
+
+
+def _print_invoice_events(root: Path, number: str, as_json: bool) -> None:
+    """Lineage of one invoice: per usage line the events found, then each event once."""
+    from dagster_project import warehouse
+    from dagster_project.invoicing.lineage import invoice_lineage
+
+    with warehouse.connect(root, read_only=True) as connection:
+        summaries, found = invoice_lineage(connection, number)
+    if as_json:
+        document = {"invoice_number": number, "lines": summaries, "events": [event.as_dict() for event in found]}
+        sys.stdout.write(json.dumps(document, default=_json_default, indent=2) + "\n")
+    else:
+        table = Table(title=f"{number} · usage lines and their events")
+        for column in ("#", "Metric", "Tier", "Events on line", "Events found"):
+            table.add_column(column, justify="right" if column.startswith("Events") else "left")
+        for line in summaries:
+            table.add_row(
+                str(line["line_number"]), line["metric"] or "", line["tier_name"] or "",
+                "" if line["event_count"] is None else f"{line['event_count']:,}", f"{line['events_found']:,}",
+            )
+        console.print(table)
+        lines_of: dict[tuple[str, str], list[int]] = {}
+        first: dict[tuple[str, str], Any] = {}
+        for event in found:
+            key = (event.transaction_id, event.metric)
+            lines_of.setdefault(key, []).append(event.line_number)
+            first.setdefault(key, event)
+        # plain aligned text: an invoice can have millions of events, more than a rich table can lay out
+        rows = [("Lines", "Metric", "Transaction", "Request time (UTC)", "Credential", "Value", "Trial")]
+        for key, event in first.items():
+            rows.append((
+                ",".join(str(line) for line in lines_of[key]), event.metric, event.transaction_id,
+                event.request_time.isoformat(sep=" "), event.credential_name or "",
+                "" if event.value is None else f"{event.value.normalize():f}", "yes" if event.is_trial else "",
+            ))
+        widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+        sys.stdout.write(f"{len(first):,} event(s) by metric; a billable event feeds every tier line of its metric\n")
+        for row in rows:
+            cells = [cell.rjust(width) if column == 5 else cell.ljust(width)
+                     for column, (cell, width) in enumerate(zip(row, widths, strict=True))]
+            sys.stdout.write("  ".join(cells).rstrip() + "\n")
+    for line in summaries:
+        if line["matches"] is False:
+            errors.print(
+                f"meterhouse: warning: line {line['line_number']} was rated from {line['event_count']:,} event(s);"
+                f" lineage finds {line['events_found']:,} (events or catalog changed since the invoice was issued)",
+                highlight=False, soft_wrap=True, markup=False,
+            )
+
+
+@app.command()
+@fails_cleanly
+def void(
+    number: Annotated[str, typer.Argument(help="Invoice number, e.g. MH-2026-000001.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why the invoice is void (required; kept with it).")],
+    data_dir: DataDir = None,
+    as_of: AsOf = None,
+) -> None:
+    """Void an issued invoice: it keeps its number and documents, its status becomes void."""
+    from dagster_project import warehouse
+    from dagster_project.invoicing.void import void_invoice
+
+    if not reason.strip():
+        raise UsageError("--reason must not be empty")
+    root = settings.data_dir(data_dir)
+    if not warehouse.warehouse_path(root).exists():
+        raise RuntimeError(f"{warehouse.warehouse_path(root)}: no warehouse yet; run `meterhouse bill --period ...` first")
+    with warehouse.connect(root) as connection:
+        voided = void_invoice(connection, number, reason, settings.as_of(as_of))
+    console.print(f"{voided.invoice_number}: void ({voided.void_reason}); its documents are unchanged", markup=False)
 
 
 @app.command()

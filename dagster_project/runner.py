@@ -8,11 +8,15 @@ from pathlib import Path
 import dagster as dg
 
 
-def bill_partition(root: Path, partition_key: str, as_of: str, log_level: str = "WARNING") -> dict:
+def bill_partition(
+    root: Path, partition_key: str, as_of: str, log_level: str = "WARNING", last_partition_key: str | None = None
+) -> dict:
     """Materialize ingest, catalog, dbt and invoicing for ``partition_key`` through Dagster.
 
-    Returns the invoice numbers issued and the number of held drafts. Raises with the
-    failing step's message when the run fails.
+    With ``last_partition_key``, one run covers the whole range of partitions (a single-run
+    backfill: every partitioned asset here takes a partition range). Returns the invoice
+    numbers issued and the number of held drafts. Raises with the failing step's or check's
+    message when the run fails.
     """
     from dagster_project.definitions import build_defs
     from dagster_project.invoicing.assets import INVOICES
@@ -27,8 +31,15 @@ def bill_partition(root: Path, partition_key: str, as_of: str, log_level: str = 
     defs = build_defs(data_dir=str(root), as_of=as_of)
     job = defs.resolve_job_def("bill_period")
     with dg.DagsterInstance.from_config(str(home)) as instance:
+        if last_partition_key and last_partition_key != partition_key:
+            partition = {"tags": {
+                "dagster/asset_partition_range_start": partition_key,
+                "dagster/asset_partition_range_end": last_partition_key,
+            }}
+        else:
+            partition = {"partition_key": partition_key}
         result = job.execute_in_process(
-            partition_key=partition_key,
+            **partition,
             instance=instance,
             raise_on_error=False,
             # the run's full event log stays in the instance (`meterhouse ui`); the terminal gets warnings only
