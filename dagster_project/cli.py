@@ -140,7 +140,9 @@ def _instant(text: str, option: str) -> datetime:
         raise UsageError(f"{option}: {text!r} is not an RFC 3339 instant or a date") from error
 
 
-def _run_billing(root: Path, period: str, as_of: str | None, last_partition_key: str | None = None) -> dict:
+def _run_billing(
+    root: Path, period: str, as_of: str | None, last_partition_key: str | None = None, wait: float = 0.0
+) -> dict:
     """Materialize the whole asset graph for one billing period through Dagster."""
     from dagster_project.partitions import partition_key_for
 
@@ -160,19 +162,20 @@ def _run_billing(root: Path, period: str, as_of: str | None, last_partition_key:
         log_path.open("w", encoding="utf-8") as log,
         contextlib.redirect_stdout(log),
     ):
-        return bill_partition(root, partition_key, clock, last_partition_key=last_partition_key)
+        return bill_partition(root, partition_key, clock, last_partition_key=last_partition_key, wait_seconds=wait)
 
 
 @app.command()
 @fails_cleanly
 def bill(
     period: Annotated[str, typer.Option("--period", help="Billing period, e.g. 2026-10.")],
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for another run to finish.")] = 0.0,
     data_dir: DataDir = None,
     as_of: AsOf = None,
 ) -> None:
     """Materialize every asset for billing period P, issuing what is due."""
     root = settings.data_dir(data_dir)
-    summary = _run_billing(root, period, as_of)
+    summary = _run_billing(root, period, as_of, wait=wait)
     if summary["issued"]:
         _print_invoices(root, summary["issued"], title=f"Issued for {period}")
     console.print(

@@ -9,8 +9,21 @@ import dagster as dg
 
 
 def bill_partition(
-    root: Path, partition_key: str, as_of: str, log_level: str = "WARNING", last_partition_key: str | None = None
+    root: Path,
+    partition_key: str,
+    as_of: str,
+    log_level: str = "WARNING",
+    last_partition_key: str | None = None,
+    wait_seconds: float = 0.0,
 ) -> dict:
+    """Bill under the data dir's writer lock (see lib/locking.py)."""
+    from dagster_project.lib.locking import exclusive_writer
+
+    with exclusive_writer(root, wait_seconds=wait_seconds):
+        return _bill(root, partition_key, as_of, log_level, last_partition_key)
+
+
+def _bill(root: Path, partition_key: str, as_of: str, log_level: str, last_partition_key: str | None) -> dict:
     """Materialize ingest, catalog, dbt and invoicing for ``partition_key`` through Dagster.
 
     With ``last_partition_key``, one run covers the whole range of partitions (a single-run
@@ -25,8 +38,8 @@ def bill_partition(
     home.mkdir(parents=True, exist_ok=True)
     # an empty dagster.yaml: the default local storage, said explicitly (Dagster warns otherwise)
     (home / "dagster.yaml").touch()
-    # the job mixes dbt's single-run backfill policy with per-partition Python assets; a billing
-    # run is always one partition, so Dagster's notice about choosing between them is noise here
+    # the unpartitioned ingest and catalog assets have no backfill policy beside the partitioned
+    # assets' single-run one; Dagster's notice about choosing between them is noise here
     warnings.filterwarnings("ignore", message="Asset job bill_period materializes assets with varying")
     defs = build_defs(data_dir=str(root), as_of=as_of)
     job = defs.resolve_job_def("bill_period")

@@ -1,0 +1,60 @@
+"""One writer per data dir: a second writer fails clearly or waits; a killed writer frees it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dagster_project.lib.locking import DataDirBusy, exclusive_writer
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from dagster_project.lib.locking import exclusive_writer
+with exclusive_writer(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold(data_dir: Path, seconds: float) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(data_dir), str(seconds)], stdout=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert process.stdout.readline().strip() == "locked"
+    return process
+
+
+def test_a_second_writer_fails_with_the_holders_pid(tmp_path: Path) -> None:
+    holder = hold(tmp_path, 30)
+    try:
+        with pytest.raises(DataDirBusy) as busy, exclusive_writer(tmp_path):
+            pass
+        assert f"pid {holder.pid}" in str(busy.value) and "--wait" in str(busy.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_second_writer_can_wait_for_the_first(tmp_path: Path) -> None:
+    holder = hold(tmp_path, 0.5)
+    started = time.monotonic()
+    with exclusive_writer(tmp_path, wait_seconds=20):
+        waited = time.monotonic() - started
+    holder.wait()
+    assert waited > 0.1
+
+
+def test_a_writer_killed_with_sigkill_leaves_no_stale_lock(tmp_path: Path) -> None:
+    holder = hold(tmp_path, 30)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    with exclusive_writer(tmp_path):
+        pass
