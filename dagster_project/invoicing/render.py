@@ -1,34 +1,77 @@
-"""Render issued invoices to HTML documents, once, byte-for-byte reproducibly.
+"""Render issued invoices to HTML and PDF documents, once, byte-for-byte reproducibly.
 
-Everything printed comes from the ledger (no render-time clock), so the same inputs give
-the same bytes. A document is written once and its SHA-256 stored with the invoice; a
-later run that would produce different bytes for an issued invoice stops with an error
-instead of overwriting it.
+Everything printed comes from the ledger (no render-time clock, locale or dict order), so the
+same inputs give the same bytes. The PDF is rendered by WeasyPrint from the HTML bytes
+themselves, with the document dates taken from the invoice date and no random file id, and
+with the font subsetter's timestamp pinned to the invoice date too.
+
+A document is written once and its SHA-256 stored with the invoice (``document_sha256`` for
+the HTML, ``pdf_sha256`` for the PDF). A later run that would produce different bytes for a
+numbered invoice stops with ``DocumentMismatchError`` instead of overwriting anything.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
+import logging
 import os
 import re
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dagster_project.lib.money import format_money, minor_units
+from dagster_project.lib.money import format_money, minor_units, round_money
 
 INVOICE_NUMBER = re.compile(r"^MH-\d{4}-\d{6}$")
-DEFAULT_BRANDING = {
-    "company_name": "Meterhouse Demo Co.",
-    "company_address": ["1 Example Street", "Springfield"],
-    "company_email": "billing@meterhouse.example",
-    "logo_text": "MH",
-    "footer": "Thank you for your business.",
-}
+BRANDING_FILE = "branding.yaml"
+LOGO_MAX_BYTES = 1_000_000
+TRIAL_TIER_NAME = "Free trial"  # the tier name dbt gives a metric's free-trial line
+FIXED_FEE_SUFFIX = " (fixed fee)"  # dbt's tier name suffix on a tier's fixed-fee line
+DOCUMENT_COLUMNS = {"document_sha256": "varchar", "pdf_sha256": "varchar"}
+
+
+class DocumentMismatchError(RuntimeError):
+    """A numbered invoice's document would change: it is never overwritten."""
+
+
+class BrandingError(ValueError):
+    """``branding.yaml`` is invalid, or its logo is not a safe, readable image."""
+
+
+class Branding(BaseModel):
+    """The seller details printed on every document (``<data dir>/branding.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    company_name: str = Field(default="Meterhouse Demo Co.", min_length=1, max_length=200)
+    company_address: list[str] = Field(default_factory=lambda: ["1 Example Street", "Springfield"])
+    company_email: str | None = Field(default="billing@meterhouse.example", max_length=200)
+    company_phone: str | None = Field(default=None, max_length=100)
+    company_website: str | None = Field(default=None, max_length=200)
+    company_tax_id: str | None = Field(default=None, max_length=100)
+    # a local image file, relative to the data directory (it must stay inside it)
+    logo: str | None = Field(default=None, max_length=1000)
+    logo_text: str = Field(default="MH", max_length=40)
+    accent_color: str = Field(default="#3451b2", pattern=r"^#[0-9A-Fa-f]{6}$")
+    payment_instructions: list[str] = Field(default_factory=list)
+    footer: str = Field(default="Thank you for your business.", max_length=1000)
+
+    @field_validator("company_address", "payment_instructions", mode="before")
+    @classmethod
+    def _lines(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [line.strip() for line in value.splitlines() if line.strip()]
+        return [] if value is None else value
 
 
 @dataclass(frozen=True)
@@ -36,28 +79,112 @@ class RenderedDocument:
     invoice_number: str
     path: Path
     sha256: str
+    pdf_path: Path
+    pdf_sha256: str
 
 
-def _environment() -> Environment:
-    environment = Environment(
-        loader=PackageLoader("dagster_project.invoicing", "templates"),
-        autoescape=select_autoescape(["html", "j2"], default=True),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-    )
-    environment.filters["money"] = lambda amount, currency: format_money(Decimal(amount), currency)
-    environment.filters["quantity"] = _format_quantity
-    environment.filters["rate"] = _format_rate
-    environment.filters["date"] = lambda moment: moment.strftime("%Y-%m-%d")
-    environment.filters["instant"] = lambda moment: moment.strftime("%Y-%m-%d %H:%M UTC")
-    return environment
+# --- paths and branding -------------------------------------------------------------------
+
+
+def _checked_number(number: str) -> str:
+    if not isinstance(number, str) or not INVOICE_NUMBER.match(number):
+        raise ValueError(f"invalid invoice number {number!r}")
+    return number
+
+
+def invoice_path(data_dir: Path, number: str) -> Path:
+    """The HTML document's path; the number is checked so it can never name a file outside invoices/."""
+    return data_dir / "invoices" / f"{_checked_number(number)}.html"
+
+
+def pdf_path(data_dir: Path, number: str) -> Path:
+    return data_dir / "invoices" / f"{_checked_number(number)}.pdf"
+
+
+def load_branding(data_dir: Path) -> Branding:
+    """``<data dir>/branding.yaml`` over the defaults; an unknown key or bad value is an error."""
+    path = data_dir / BRANDING_FILE
+    if not path.exists():
+        return Branding()
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise BrandingError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(content, dict):
+        raise BrandingError(f"{path}: expected a mapping of keys to values")
+    try:
+        return Branding.model_validate(content)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or '(file)'}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise BrandingError(f"{path}: {problems}") from error
+
+
+_IMAGE_TYPES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def _image_type(content: bytes) -> str | None:
+    for magic, media_type in _IMAGE_TYPES:
+        if content.startswith(magic):
+            return media_type
+    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
+        return "image/webp"
+    head = content[:512].lstrip().lower()
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in content[:4096].lower()):
+        return "image/svg+xml"
+    return None
+
+
+def resolve_logo(data_dir: Path, logo: str) -> Path:
+    """The logo file, which must resolve (symbolic links followed) to a file inside the data dir."""
+    root = Path(data_dir).resolve()
+    candidate = Path(logo).expanduser()
+    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if not resolved.is_relative_to(root):
+        raise BrandingError(f"{BRANDING_FILE}: logo {logo!r} is outside the data directory {root}")
+    if not resolved.is_file():
+        raise BrandingError(f"{BRANDING_FILE}: logo {logo!r} is not a file")
+    return resolved
+
+
+def logo_data_uri(data_dir: Path, logo: str) -> str:
+    """The logo as a ``data:`` URI, so the HTML is self-contained and the PDF fetches nothing."""
+    path = resolve_logo(data_dir, logo)
+    if path.stat().st_size > LOGO_MAX_BYTES:
+        raise BrandingError(f"{BRANDING_FILE}: logo {logo!r} is larger than {LOGO_MAX_BYTES:,} bytes")
+    content = path.read_bytes()
+    media_type = _image_type(content)
+    if media_type is None:
+        raise BrandingError(f"{BRANDING_FILE}: logo {logo!r} is not a PNG, JPEG, GIF, WebP or SVG image")
+    return f"data:{media_type};base64,{base64.b64encode(content).decode('ascii')}"
+
+
+def branding(data_dir: Path) -> dict:
+    """Seller details for the template: the validated branding plus the logo as a data URI."""
+    chosen = load_branding(data_dir)
+    seller = chosen.model_dump()
+    seller["logo_data_uri"] = logo_data_uri(data_dir, chosen.logo) if chosen.logo else None
+    return seller
+
+
+# --- formatting (locale-independent) ------------------------------------------------------
 
 
 def _format_quantity(value: Decimal | None) -> str:
     if value is None:
         return ""
     normalized = Decimal(value).normalize()
-    return f"{normalized:,f}" if normalized == normalized.to_integral() else f"{normalized:,}"
+    if normalized == normalized.to_integral():
+        return f"{normalized.quantize(Decimal(1)):,f}"
+    whole, _, fraction = format(normalized, "f").partition(".")
+    return f"{int(whole):,}.{fraction}" if whole != "-0" else f"-0.{fraction}"
 
 
 def _format_rate(value: Decimal | None, currency: str) -> str:
@@ -69,20 +196,59 @@ def _format_rate(value: Decimal | None, currency: str) -> str:
     return f"{int(whole):,}" + (f".{fraction}" if fraction else "")
 
 
-def branding(data_dir: Path) -> dict:
-    """Seller details printed on documents: ``<data dir>/branding.yaml`` over the defaults."""
-    path = data_dir / "branding.yaml"
-    chosen = dict(DEFAULT_BRANDING)
-    if path.exists():
-        chosen.update(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    return chosen
+def _format_amount(value: Decimal, currency: str) -> str:
+    units = minor_units(currency)
+    return f"{round_money(Decimal(value), units):,.{units}f}"
 
 
-def invoice_path(data_dir: Path, number: str) -> Path:
-    """The document path; the number is checked so it can never name a file outside invoices/."""
-    if not INVOICE_NUMBER.match(number):
-        raise ValueError(f"invalid invoice number {number!r}")
-    return data_dir / "invoices" / f"{number}.html"
+def _format_moment(moment: datetime) -> str:
+    """A date when the instant is midnight UTC, else the date and time (UTC)."""
+    if moment.hour == moment.minute == moment.second == moment.microsecond == 0:
+        return moment.strftime("%Y-%m-%d")
+    if moment.second == moment.microsecond == 0:
+        return moment.strftime("%Y-%m-%d %H:%M UTC")
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _format_period(start: datetime, end: datetime) -> str:
+    """A half-open period ``[start, end)`` as people read it: whole days print their last day."""
+    if start == end:
+        return _format_moment(start)
+    midnight = all(m.hour == m.minute == m.second == m.microsecond == 0 for m in (start, end))
+    if midnight:
+        last_day = end - timedelta(days=1)
+        if last_day == start:
+            return start.strftime("%Y-%m-%d")
+        return f"{start:%Y-%m-%d} – {last_day:%Y-%m-%d}"
+    time_format = "%H:%M" if start.second == end.second == start.microsecond == end.microsecond == 0 else "%H:%M:%S"
+    if start.date() == end.date():
+        return f"{start:%Y-%m-%d} {start.strftime(time_format)}–{end.strftime(time_format)} UTC"
+    return f"{start:%Y-%m-%d} {start.strftime(time_format)} – {end:%Y-%m-%d} {end.strftime(time_format)} UTC"
+
+
+def _w3c_date(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _environment() -> Environment:
+    environment = Environment(
+        loader=PackageLoader("dagster_project.invoicing", "templates"),
+        autoescape=select_autoescape(["html", "j2"], default=True),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    environment.filters["money"] = lambda amount, currency: format_money(Decimal(amount), currency)
+    environment.filters["amount"] = _format_amount
+    environment.filters["quantity"] = _format_quantity
+    environment.filters["rate"] = _format_rate
+    environment.filters["moment"] = _format_moment
+    environment.filters["period"] = _format_period
+    environment.filters["w3c"] = _w3c_date
+    environment.filters["count"] = lambda value: f"{int(value):,}"
+    return environment
+
+
+# --- the document model -------------------------------------------------------------------
 
 
 def _rows(connection: duckdb.DuckDBPyConnection, sql: str, parameters: list) -> list[dict]:
@@ -91,47 +257,297 @@ def _rows(connection: duckdb.DuckDBPyConnection, sql: str, parameters: list) -> 
     return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
-def render_invoice_html(connection: duckdb.DuckDBPyConnection, number: str, seller: dict) -> str:
-    invoice = _rows(connection, "select * from marts.invoices where invoice_number = ?", [number])[0]
+def line_role(line: dict, lines: list[dict]) -> str:
+    """What an invoice line is: setup, recurring, adjustment, tier, fixed_fee, trial or no_usage.
+
+    The ledger keeps dbt's tier name, not its line type; a metric's free-trial line is the
+    last usage line of that metric and period, named "Free trial", at rate 0 (a catalog tier of
+    that name can only be the trial line's predecessor).
+    """
+    if line["kind"] != "usage":
+        return line["kind"]
+    tier = line["tier_name"]
+    if tier is None:
+        return "no_usage"
+    if tier.endswith(FIXED_FEE_SUFFIX) and line["event_count"] is None:
+        return "fixed_fee"
+    if tier == TRIAL_TIER_NAME and not line["amount"] and not line["unit_rate"]:
+        same_metric = [
+            other["line_number"] for other in lines
+            if other["kind"] == "usage" and other["metric"] == line["metric"]
+            and (other["period_start"], other["period_end"]) == (line["period_start"], line["period_end"])
+        ]
+        if line["line_number"] == max(same_metric):
+            return "trial"
+    return "tier"
+
+
+def _line_view(line: dict, role: str) -> dict:
+    tier = line["tier_name"] or ""
+    if role in ("setup", "recurring", "adjustment"):
+        label = line["description"] or role.capitalize()
+        detail = {
+            "setup": "One-time setup fee",
+            "recurring": f"Service period {_format_period(line['period_start'], line['period_end'])}",
+            "adjustment": f"Adjustment for {_format_period(line['period_start'], line['period_end'])}",
+        }[role]
+    elif role == "fixed_fee":
+        label = f"Fixed fee · {tier.removesuffix(FIXED_FEE_SUFFIX)}"
+        detail = "Charged once when usage enters the tier"
+    elif role == "trial":
+        label = "Free trial"
+        events = line["event_count"] or 0
+        detail = f"{events:,} event{'' if events == 1 else 's'} during the free trial, not charged"
+    elif role == "no_usage":
+        label = "No billable usage"
+        detail = ""
+    else:
+        label = tier
+        detail = ""
+    return {**line, "role": role, "label": label, "detail": detail}
+
+
+def _sections(lines: list[dict]) -> list[dict]:
+    """Fees first (setup, recurring, adjustments), then one section per metric and period."""
+    fees: list[dict] = []
+    usage: dict[tuple, dict] = {}
+    for line in lines:
+        role = line_role(line, lines)
+        view = _line_view(line, role)
+        if line["kind"] != "usage":
+            fees.append(view)
+            continue
+        key = (line["metric"], line["period_start"], line["period_end"])
+        section = usage.setdefault(key, {
+            "title": line["metric"] or line["description"] or "Usage",
+            "period": _format_period(line["period_start"], line["period_end"]),
+            "event_count": None,
+            "trial_event_count": 0,
+            "lines": [],
+        })
+        if role == "trial":
+            section["trial_event_count"] = line["event_count"] or 0
+        elif line["event_count"] is not None and section["event_count"] is None:
+            section["event_count"] = line["event_count"]
+        section["lines"].append(view)
+    sections = [{"title": None, "period": None, "event_count": None, "trial_event_count": 0, "lines": fees}] if fees else []
+    return sections + list(usage.values())
+
+
+def document_model(connection: duckdb.DuckDBPyConnection, number: str) -> dict:
+    """Everything the template prints, read from the ledger (and the credential breakdown)."""
+    found = _rows(connection, "select * from marts.invoices where invoice_number = ?", [_checked_number(number)])
+    if not found:
+        raise LookupError(f"no invoice {number!r}")
+    invoice = found[0]
+    if invoice["issued_at"] is None:
+        raise ValueError(f"invoice {number} has no invoice date")
     lines = _rows(
         connection, "select * from marts.invoice_lines where invoice_number = ? order by line_number", [number]
     )
     credentials = _rows(
         connection,
         """
-        select metric, credential_name, quantity, event_count
+        select metric, credential_name, quantity, event_count,
+               coalesce(trial_quantity, 0) as trial_quantity, coalesce(trial_event_count, 0) as trial_event_count
         from marts.usage_by_period
         where subscription_id = ? and period_start = ? and period_end = ? and breakdown = 'credential'
-        order by metric, credential_name
+        order by metric_position, metric, credential_name
         """,
         [invoice["subscription_id"], invoice["period_start"], invoice["period_end"]],
     )
-    return _environment().get_template("invoice.html.j2").render(
-        invoice=invoice, lines=lines, credentials=credentials, seller=seller
+    return {
+        "invoice": invoice,
+        "sections": _sections(lines),
+        "credentials": credentials,
+        "credentials_have_trial": any(row["trial_event_count"] for row in credentials),
+    }
+
+
+def render_invoice_html(connection: duckdb.DuckDBPyConnection, number: str, seller: dict) -> str:
+    model = document_model(connection, number)
+    return _environment().get_template("invoice.html.j2").render(**model, seller=seller)
+
+
+# --- PDF ----------------------------------------------------------------------------------
+
+_PDF_LOCK = threading.Lock()
+
+
+class _DropSubsetterNotice(logging.Filter):
+    """WeasyPrint warns on every document when HarfBuzz-subset is missing; once is enough."""
+
+    seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "HarfBuzz-Subset" in record.getMessage():
+            if _DropSubsetterNotice.seen:
+                return False
+            _DropSubsetterNotice.seen = True
+        return True
+
+
+@contextlib.contextmanager
+def _source_date_epoch(moment: datetime) -> Iterator[None]:
+    """fontTools stamps subset fonts with the wall clock unless SOURCE_DATE_EPOCH is set
+    (https://reproducible-builds.org/specs/source-date-epoch/): pin it to the invoice date."""
+    previous = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = str(int(moment.replace(tzinfo=UTC).timestamp()))
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("SOURCE_DATE_EPOCH", None)
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = previous
+
+
+def render_pdf(html: str, issued_at: datetime) -> bytes:
+    """The PDF of an invoice's HTML. Reproducible: the document dates come from the HTML's
+    ``dcterms.created``/``dcterms.modified`` (the invoice date), there is no file identifier,
+    and nothing outside the HTML is fetched (only ``data:`` URIs are allowed)."""
+    import weasyprint
+    from weasyprint.urls import URLFetcher
+
+    logger = logging.getLogger("weasyprint")
+    if not any(isinstance(existing, _DropSubsetterNotice) for existing in logger.filters):
+        logger.addFilter(_DropSubsetterNotice())
+    fetcher = URLFetcher(allowed_protocols=["data"], fail_on_errors=True)
+    with _PDF_LOCK, _source_date_epoch(issued_at):
+        document = weasyprint.HTML(string=html, base_url=None, url_fetcher=fetcher)
+        return document.write_pdf(pdf_identifier=None)
+
+
+# --- writing once -------------------------------------------------------------------------
+
+
+def ensure_document_columns(connection: duckdb.DuckDBPyConnection) -> None:
+    for column, column_type in DOCUMENT_COLUMNS.items():
+        connection.execute(f"alter table marts.invoices add column if not exists {column} {column_type}")
+
+
+def _sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def _write_once(path: Path, content: bytes, stored_digest: str | None) -> str:
+    """Write ``content`` unless the document exists; never replace different bytes."""
+    digest = _sha256(content)
+    if stored_digest is not None and stored_digest != digest:
+        raise DocumentMismatchError(
+            f"{path.name}: the document would change (stored sha256 {stored_digest[:12]}…, rendered"
+            f" {digest[:12]}…); an issued invoice's document is never rewritten"
+        )
+    if path.exists():
+        existing = _sha256(path.read_bytes())
+        if existing != digest:
+            raise DocumentMismatchError(
+                f"{path}: a document exists with different content (sha256 {existing[:12]}…, rendered"
+                f" {digest[:12]}…); not overwriting"
+            )
+        return digest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(content)
+    os.replace(temporary, path)
+    return digest
+
+
+def _stored_html(path: Path, stored_digest: str) -> bytes | None:
+    """The issued HTML as written, when the file is there and intact."""
+    if not path.exists():
+        return None
+    content = path.read_bytes()
+    if _sha256(content) != stored_digest:
+        raise DocumentMismatchError(
+            f"{path}: the file no longer matches its stored sha256 {stored_digest[:12]}…; not overwriting"
+        )
+    return content
+
+
+def write_invoice_documents(
+    connection: duckdb.DuckDBPyConnection, data_dir: Path, number: str, seller: dict | None = None
+) -> RenderedDocument:
+    """Write (or confirm) one numbered invoice's HTML and PDF, then store their hashes.
+
+    Once the HTML has a stored hash, the PDF is rendered from those stored bytes, so the two
+    documents always agree even if the branding changed since. A missing file is written again
+    only if it comes out byte-identical to its stored hash; anything else raises
+    ``DocumentMismatchError`` and leaves the files as they are.
+    """
+    ensure_document_columns(connection)
+    found = _rows(
+        connection,
+        "select invoice_number, status, issued_at, document_sha256, pdf_sha256 from marts.invoices"
+        " where invoice_number = ?",
+        [_checked_number(number)],
     )
+    if not found:
+        raise LookupError(f"no invoice {number!r}")
+    invoice = found[0]
+    html_file, pdf_file = invoice_path(data_dir, number), pdf_path(data_dir, number)
+    html = _stored_html(html_file, invoice["document_sha256"]) if invoice["document_sha256"] else None
+    if html is None:
+        seller = seller if seller is not None else branding(data_dir)
+        html = render_invoice_html(connection, number, seller).encode("utf-8")
+    html_digest = _write_once(html_file, html, invoice["document_sha256"])
+    pdf = render_pdf(html.decode("utf-8"), invoice["issued_at"])
+    pdf_digest = _write_once(pdf_file, pdf, invoice["pdf_sha256"])
+    if (invoice["document_sha256"], invoice["pdf_sha256"]) != (html_digest, pdf_digest):
+        connection.execute(
+            "update marts.invoices set document_sha256 = ?, pdf_sha256 = ? where invoice_number = ?",
+            [html_digest, pdf_digest, number],
+        )
+    return RenderedDocument(number, html_file, html_digest, pdf_file, pdf_digest)
 
 
 def write_documents(connection: duckdb.DuckDBPyConnection, data_dir: Path) -> list[RenderedDocument]:
-    """Render every issued invoice that has no stored document hash yet."""
-    seller = branding(data_dir)
+    """Write the documents of every numbered invoice that lacks a stored HTML or PDF hash.
+
+    Runs right after the release, in the same run, so it also records which events the
+    invoice's lines were rated from (``lineage.stamp_events_loaded_through``).
+    """
+    from dagster_project.invoicing.lineage import stamp_events_loaded_through
+
+    ensure_document_columns(connection)
     numbers = [
         row[0]
         for row in connection.execute(
-            "select invoice_number from marts.invoices where status = 'issued' and document_sha256 is null"
+            "select invoice_number from marts.invoices"
+            " where invoice_number is not null and status in ('issued', 'void')"
+            " and (document_sha256 is null or pdf_sha256 is null)"
             " order by invoice_number"
         ).fetchall()
     ]
-    written = []
-    for number in numbers:
-        html = render_invoice_html(connection, number, seller).encode("utf-8")
-        digest = hashlib.sha256(html).hexdigest()
-        path = invoice_path(data_dir, number)
-        if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            raise RuntimeError(f"{path}: an issued invoice's document exists with different content; not overwriting")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".html.tmp")
-        temporary.write_bytes(html)
-        os.replace(temporary, path)
-        connection.execute("update marts.invoices set document_sha256 = ? where invoice_number = ?", [digest, number])
-        written.append(RenderedDocument(number, path, digest))
-    return written
+    for number in numbers:  # first, so a branding error later does not move the stamp to a later run
+        stamp_events_loaded_through(connection, number)
+    if not numbers:
+        return []
+    seller = branding(data_dir)
+    return [write_invoice_documents(connection, data_dir, number, seller) for number in numbers]
+
+
+def verify_documents(connection: duckdb.DuckDBPyConnection, data_dir: Path, number: str) -> RenderedDocument:
+    """Render an invoice again from the ledger and the current branding, and check that both
+    files and both stored hashes are exactly those bytes. Raises ``DocumentMismatchError``."""
+    ensure_document_columns(connection)
+    found = _rows(
+        connection, "select issued_at, document_sha256, pdf_sha256 from marts.invoices where invoice_number = ?",
+        [_checked_number(number)],
+    )
+    if not found:
+        raise LookupError(f"no invoice {number!r}")
+    invoice = found[0]
+    html = render_invoice_html(connection, number, branding(data_dir)).encode("utf-8")
+    pdf = render_pdf(html.decode("utf-8"), invoice["issued_at"])
+    checks = (
+        (invoice_path(data_dir, number), html, invoice["document_sha256"]),
+        (pdf_path(data_dir, number), pdf, invoice["pdf_sha256"]),
+    )
+    for path, content, stored in checks:
+        digest = _sha256(content)
+        if stored != digest:
+            raise DocumentMismatchError(f"{path.name}: rendering now gives sha256 {digest[:12]}…, stored {stored}")
+        if not path.exists() or _sha256(path.read_bytes()) != digest:
+            raise DocumentMismatchError(f"{path}: missing or not the stored document")
+    return RenderedDocument(number, checks[0][0], checks[0][2], checks[1][0], checks[1][2])
