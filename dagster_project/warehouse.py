@@ -186,7 +186,8 @@ create table if not exists catalog.subscription_periods (
     recurring_billable_seconds bigint    not null,
     recurring_period_seconds   bigint    not null,
     recurring_amount           decimal(18, 3) not null,  -- prorated and rounded (money.round_money)
-    setup_amount               decimal(18, 3) not null
+    setup_amount               decimal(18, 3) not null,
+    recurring_note             varchar                   -- 'prorated: 21 days of 31 days, ...'; last, as migrated
 );
 
 -- invoice ledger: written only by the invoicing step, in one transaction per release
@@ -252,6 +253,7 @@ create table if not exists marts.invoice_lines (
     period_start    timestamp not null,
     period_end      timestamp not null,
     description     varchar,
+    line_type       varchar,                     -- finer than kind: tier, fixed_fee, trial, zero_usage, ...
     primary key (draft_key, line_number)
 );
 """
@@ -264,6 +266,8 @@ def warehouse_path(data_dir: Path) -> Path:
 # columns added after a table first shipped: existing warehouses get them on the next connect
 MIGRATIONS = """
 alter table marts.invoices add column if not exists document_type varchar default 'invoice';
+alter table catalog.subscription_periods add column if not exists recurring_note varchar;
+alter table marts.invoice_lines add column if not exists line_type varchar;
 """
 
 

@@ -21,7 +21,7 @@ LEDGER_COLUMNS = (
 )
 LINE_COLUMNS = (
     "draft_key", "line_number", "kind", "metric", "tier_name", "quantity", "unit_rate", "amount",
-    "currency", "event_count", "period_start", "period_end", "description",
+    "currency", "event_count", "period_start", "period_end", "description", "line_type",
 )
 
 
@@ -155,8 +155,8 @@ def _adjustment_line(connection, number: str, line_number: int, adjustment: tupl
         if amount > 0 else f"Credit to {original} ({start:%Y-%m-%d} – {end:%Y-%m-%d}): usage re-rated"
     )
     connection.execute(
-        "insert into marts.invoice_lines (invoice_number, draft_key, line_number, kind, amount, currency,"
-        " period_start, period_end, description) values (?, ?, ?, 'adjustment', ?, ?, ?, ?, ?)",
+        "insert into marts.invoice_lines (invoice_number, draft_key, line_number, kind, line_type, amount, currency,"
+        " period_start, period_end, description) values (?, ?, ?, 'adjustment', 'adjustment', ?, ?, ?, ?, ?)",
         [number, invoice_key, line_number, amount, currency, start, end, description],
     )
     connection.execute(

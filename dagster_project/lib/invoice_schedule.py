@@ -92,6 +92,26 @@ def _recurring_fee(period: UsagePeriod, trial_end: datetime | None) -> tuple[Dec
     return round_money(fee, product.minor_units), billable, natural
 
 
+def _span(seconds_count: int) -> str:
+    """A duration in the largest unit that divides it: '21 days', '36 hours', '300 seconds'."""
+    for name, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds_count % size == 0:
+            count = seconds_count // size
+            return f"{count} {name}{'' if count == 1 else 's'}"
+    return f"{seconds_count} seconds"
+
+
+def proration_note(billable: int, natural: int, trial_end: datetime | None, recurring: UsagePeriod | None) -> str | None:
+    """What the invoice says about a fee that is not the full period's: why and how much."""
+    if recurring is None or billable == natural:
+        return None
+    in_trial = trial_end is not None and trial_end > recurring.start
+    if billable == 0:
+        return "free trial" if in_trial else None
+    reason = "after the free trial" if in_trial else "active part of the period"
+    return f"prorated: {_span(billable)} of {_span(natural)}, {reason}"
+
+
 def draft_rows(subscription: Subscription, catalog: Catalog, horizon: datetime) -> list[dict]:
     phases = phases_of(subscription, catalog)
     first_product = phases[0].product
@@ -131,6 +151,7 @@ def draft_rows(subscription: Subscription, catalog: Catalog, horizon: datetime) 
             "recurring_billable_seconds": billable,
             "recurring_period_seconds": natural,
             "recurring_amount": fee,
+            "recurring_note": proration_note(billable, natural, trial_end, recurring),
             "setup_amount": setup_amount if setup else round_money(Decimal(0), product.minor_units),
         }
 

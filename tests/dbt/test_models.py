@@ -317,7 +317,7 @@ def write_fixture(path: Path) -> None:
             "insert into catalog.model_prices values (?, ?, ?, ?, ?, ?, ?, ?, ?)", [list(p) for p in MODEL_PRICES]
         )
         connection.executemany(
-            "insert into catalog.subscription_periods values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "insert into catalog.subscription_periods values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null)",
             [list(p) for p in PERIODS],
         )
         placeholders = ", ".join("?" for _ in EVENT_COLUMNS)

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from dagster_project.quality.gate import MAX_REJECTED_FRACTION_ENV
 from dagster_project.runner import bill_partition
 from tests.conftest import event, spread, write_jsonl
 
@@ -109,8 +110,11 @@ def billed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     ])
     # the same file dropped again under another name: every line is a duplicate or a rejection
     shutil.copyfile(events / "2026-10" / "plans.jsonl", events / "2026-10" / "plans-copy.jsonl")
-    first = bill_partition(root, "2026-10-01", AS_OF)
-    second = bill_partition(root, "2026-10-01", AS_OF)
+    # the bad file is mostly bad on purpose; the gate that holds such a run is tested in test_release_gate
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(MAX_REJECTED_FRACTION_ENV, "1")
+        first = bill_partition(root, "2026-10-01", AS_OF)
+        second = bill_partition(root, "2026-10-01", AS_OF)
     return {"root": root, "first": first, "second": second}
 
 

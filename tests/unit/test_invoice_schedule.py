@@ -72,6 +72,9 @@ def test_calendar_monthly_in_arrears_starting_mid_month():
     assert first["due_at"] == dt(2026, 11, 1)  # no grace: due at period end
     assert first["currency"] == "USD" and first["minor_units"] == 2
     assert first["trial_end_at"] is None
+    # the invoice says why the fee is not the full 199.00; whole months say nothing
+    assert first["recurring_note"] == "prorated: 21 days of 31 days, active part of the period"
+    assert rows[1]["recurring_note"] is None
 
 
 def test_horizon_limits_drafts_to_periods_starting_before_it():
@@ -223,6 +226,7 @@ def test_free_trial_prorates_first_fee():
     ]
     assert rows[0]["trial_end_at"] == dt(2026, 10, 11)
     assert rows[0]["recurring_billable_seconds"] == 21 * 86_400
+    assert rows[0]["recurring_note"] == "prorated: 21 days of 31 days, after the free trial"
     # the usage period is still the whole of October: trial usage is shown at 0, not cut off
     assert rows[0]["active_start"] == dt(2026, 10, 1)
 
@@ -234,6 +238,8 @@ def test_free_trial_longer_than_a_period():
     # 199 * 16/30 = 3184/30 = 106.1333... -> 106.13
     assert [r["recurring_amount"] for r in rows] == [Decimal("0.00"), Decimal("106.13")]
     assert rows[0]["recurring_billable_seconds"] == 0
+    assert rows[0]["recurring_note"] == "free trial"
+    assert rows[1]["recurring_note"] == "prorated: 16 days of 30 days, after the free trial"
 
 
 # --- minute periods, JPY, grace ----------------------------------------------------------------
@@ -255,6 +261,7 @@ def test_five_minute_periods_across_an_hour_boundary():
     ]
     assert rows[0]["recurring_billable_seconds"] == 180
     assert rows[0]["recurring_period_seconds"] == 300
+    assert rows[0]["recurring_note"] == "prorated: 3 minutes of 5 minutes, active part of the period"
 
 
 def test_five_minute_half_cent_rounds_to_even():

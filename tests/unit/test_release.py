@@ -32,7 +32,7 @@ def db(tmp_path: Path):
         create table marts.invoice_line_drafts (
             draft_key varchar, line_number integer, kind varchar, metric varchar, tier_name varchar,
             quantity decimal(21,10), unit_rate decimal(17,12), amount decimal(18,3), currency varchar,
-            event_count bigint, period_start timestamp, period_end timestamp, description varchar);
+            event_count bigint, period_start timestamp, period_end timestamp, description varchar, line_type varchar);
         insert into catalog.products values
             ('p', 'Plan', 'USD', 2, 199, 'month', 1, 'calendar', 'in_arrears', 'invoice_only', 0, 0, 0);
         insert into catalog.subscription_periods (subscription_id, phase_number, product_id, currency, minor_units,
@@ -58,7 +58,7 @@ def draft(db, start: datetime, end: datetime, usage: str, due: datetime | None =
     )
     db.execute(
         "insert into marts.invoice_line_drafts values (?, 1, 'recurring', null, null, 1, 199, 199.00, 'USD', null,"
-        " ?, ?, 'fee'), (?, 2, 'usage', 'Calls', 'All', 1, 1, ?, 'USD', 1, ?, ?, null)",
+        " ?, ?, 'fee', 'recurring'), (?, 2, 'usage', 'Calls', 'All', 1, 1, ?, 'USD', 1, ?, ?, null, 'tier')",
         [key, start, end, key, Decimal(usage), start, end],
     )
     return key

@@ -77,7 +77,11 @@ recurring_lines as (
         periods.recurring_amount as amount,
         periods.currency,
         cast(null as {{ dbt.type_bigint() }}) as event_count,
-        {{ dbt.concat(['products.product_name', "' recurring charge'"]) }} as description,
+        case
+            when periods.recurring_note is null
+                then {{ dbt.concat(['products.product_name', "' recurring charge'"]) }}
+            else {{ dbt.concat(['products.product_name', "' recurring charge ('", 'periods.recurring_note', "')'"]) }}
+        end as description,
         2 as kind_rank,
         0 as metric_position,
         0 as tier_position,

@@ -26,6 +26,7 @@ renamed as (
         cast(recurring_billable_seconds as {{ dbt.type_bigint() }}) as recurring_billable_seconds,
         cast(recurring_period_seconds as {{ dbt.type_bigint() }}) as recurring_period_seconds,
         cast(recurring_amount as decimal(18, 3)) as recurring_amount,
+        cast(recurring_note as {{ dbt.type_string() }}) as recurring_note,
         cast(setup_amount as decimal(18, 3)) as setup_amount,
         -- opening drafts of in_advance products have an empty usage period: no event can fall in it
         period_end > period_start as has_usage_period
