@@ -59,3 +59,11 @@ def smtp_url() -> str | None:
     """``smtp://[user:password@]host:port`` (or ``smtps://``) for notification e-mail; None: write
     ``.eml`` files to ``<data dir>/outbox/`` instead. May hold a password: never log it."""
     return os.environ.get(SMTP_URL_ENV) or None
+
+
+# test harness only (tests/reliability): the crash point a run kills itself at, see lib/faults.py
+FAULT_POINT_ENV = "METERHOUSE_FAULT_POINT"
+
+
+def fault_point() -> str | None:
+    return os.environ.get(FAULT_POINT_ENV) or None

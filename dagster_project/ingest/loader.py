@@ -88,6 +88,7 @@ import numpy as np
 import pyarrow as pa
 
 from dagster_project.ingest import validation
+from dagster_project.lib.faults import fault_point
 from dagster_project.warehouse import ensure_schema
 
 EVENTS_DIR = Path("landing") / "events"
@@ -594,7 +595,9 @@ def load_new_files(
             if batch.tables:
                 loader.process(pa.concat_tables(batch.tables), batch.files)
             loader.record_files(batch.files)
+            fault_point("ingest.before_commit")
             connection.commit()
+            fault_point("ingest.after_commit")
         except BaseException:
             connection.rollback()
             raise
