@@ -8,6 +8,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from dagster_project import settings, warehouse
+from dagster_project.lib.faults import fault_point
 from dagster_project.partitions import monthly_billing_periods
 from dagster_project.resources import WarehouseResource
 
@@ -44,7 +45,9 @@ def meterhouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource
     # --vars. dbt's partial parsing is keyed on the profile, which holds the warehouse path: one
     # target directory per data dir lets every run after the first skip the full parse (~10 s).
     target = warehouse.root / ".dbt" / "target"
+    fault_point("rating.before_dbt")
     yield from dbt.cli(["build"], context=context, target_path=target).stream()
+    fault_point("rating.after_dbt")
 
 
 def warehouse_path_of(resource: WarehouseResource):

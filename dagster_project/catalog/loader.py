@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from contracts.catalog import Catalog, CatalogError, catalog_dir_of, load_catalog, overlapping_subscriptions
+from dagster_project.lib.faults import fault_point
 from dagster_project.lib.invoice_schedule import phases_of, subscription_period_rows
 from dagster_project.lib.periods import as_utc_naive
 
@@ -182,6 +183,7 @@ def load_catalog_into(connection: duckdb.DuckDBPyConnection, data_dir: Path, as_
     try:
         for table, rows in tables.items():
             _replace_table(connection, table, rows)
+        fault_point("catalog.before_commit")
         connection.execute("commit")
     except Exception:
         connection.execute("rollback")

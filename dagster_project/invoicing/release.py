@@ -14,6 +14,8 @@ from datetime import datetime
 
 import duckdb
 
+from dagster_project.lib.faults import fault_point
+
 LEDGER_COLUMNS = (
     "draft_key", "subscription_id", "subscription_name", "organization_id", "organization_name",
     "subscriber_id", "subscriber_email", "product_id", "product_name", "currency",
@@ -93,6 +95,7 @@ def release_due_invoices(
             number = _next_number(connection, draft["due_at"].year)
             _store(connection, draft, number=number, status="issued", held_reasons=None, as_of=as_of)
             report.issued.append(number)
+            fault_point("release.numbered")
         # late events: re-rated issued periods whose total moved (after the loop, so a period
         # invoiced in this very run is compared with what it was just issued at)
         if not hold_all:  # a failed run-wide check means the re-rated totals cannot be trusted either
@@ -101,6 +104,7 @@ def release_due_invoices(
                 _carry_adjustments(connection, number)
             report.adjustment_documents = _issue_adjustment_documents(connection, as_of)
         connection.execute("commit")
+        fault_point("release.committed")
     except Exception:
         connection.execute("rollback")
         raise

@@ -30,6 +30,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dagster_project.lib.faults import fault_point
 from dagster_project.lib.money import format_money, minor_units, round_money
 
 INVOICE_NUMBER = re.compile(r"^MH-\d{4}-\d{6}$")
@@ -491,8 +492,10 @@ def write_invoice_documents(
         seller = seller if seller is not None else branding(data_dir)
         html = render_invoice_html(connection, number, seller).encode("utf-8")
     html_digest = _write_once(html_file, html, invoice["document_sha256"])
+    fault_point("render.html_written")
     pdf = render_pdf(html.decode("utf-8"), invoice["issued_at"])
     pdf_digest = _write_once(pdf_file, pdf, invoice["pdf_sha256"])
+    fault_point("render.pdf_written")
     if (invoice["document_sha256"], invoice["pdf_sha256"]) != (html_digest, pdf_digest):
         connection.execute(
             "update marts.invoices set document_sha256 = ?, pdf_sha256 = ? where invoice_number = ?",

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from dagster_project.lib.faults import fault_point
 from dagster_project.notifications.config import (
     NotificationSettings,
     load_notification_settings,
@@ -143,6 +144,7 @@ def send_due_notifications(
                 delivery = open_delivery(data_dir, smtp_url)
             try:
                 where = delivery.deliver(message, notification.key)
+                fault_point("notify.after_delivery")
             except DeliveryError as error:
                 _record(connection, notification, "failed", as_of, detail=str(error), subject=subject,
                         message=identifier, attempts=attempts + 1)
@@ -155,6 +157,7 @@ def send_due_notifications(
             _record(connection, notification, delivery.status, as_of, detail=where, subject=subject,
                     message=identifier, attempts=attempts + 1, sent_at=_now())
             report.delivered.append(notification.key)
+            fault_point("notify.recorded")
             report.by_type[notification.type.value] += 1
     finally:
         if delivery is not None:

@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 import stripe
 
+from dagster_project.lib.faults import fault_point
 from dagster_project.payments.gateway import (
     StripeConfigurationError,
     StripeGateway,
@@ -358,6 +359,7 @@ def _charge_attempt(
             continue
         if on_stripe_answer is not None:
             on_stripe_answer(number, attempt_number)
+        fault_point("payment.after_stripe_answer")
         return _outcome_of(intent), False
     raise AssertionError("unreachable")
 
@@ -418,3 +420,4 @@ def _finish(
     except Exception:
         connection.execute("rollback")
         raise
+    fault_point("payment.recorded")
