@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dagster_project.lib.faults import fault_point
 from dagster_project.lib.money import format_money, minor_units, round_money
+from dagster_project.lib.safe_paths import child
 
 INVOICE_NUMBER = re.compile(r"^MH-\d{4}-\d{6}$")
 BRANDING_FILE = "branding.yaml"
@@ -95,11 +96,11 @@ def _checked_number(number: str) -> str:
 
 def invoice_path(data_dir: Path, number: str) -> Path:
     """The HTML document's path; the number is checked so it can never name a file outside invoices/."""
-    return data_dir / "invoices" / f"{_checked_number(number)}.html"
+    return child(data_dir / "invoices", _checked_number(number), ".html")
 
 
 def pdf_path(data_dir: Path, number: str) -> Path:
-    return data_dir / "invoices" / f"{_checked_number(number)}.pdf"
+    return child(data_dir / "invoices", _checked_number(number), ".pdf")
 
 
 def load_branding(data_dir: Path) -> Branding:

@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from dagster_project.lib.safe_paths import child
 from dagster_project.notifications.render import recipients
 
 
@@ -117,7 +118,7 @@ class OutboxDelivery:
 
     def deliver(self, message: EmailMessage, name: str) -> str:
         self.outbox.mkdir(parents=True, exist_ok=True)
-        path = self.outbox / f"{_safe(name)}.eml"
+        path = child(self.outbox, _safe(name), ".eml")
         temporary = path.with_suffix(".eml.tmp")
         temporary.write_bytes(message.as_bytes())
         os.replace(temporary, path)

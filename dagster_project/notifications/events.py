@@ -29,6 +29,7 @@ import duckdb
 
 from contracts.catalog import Catalog, catalog_dir_of, load_catalog
 from dagster_project.lib.money import format_money, minor_units
+from dagster_project.lib.safe_paths import UnsafePathError, child
 from dagster_project.notifications.config import NotificationType
 
 
@@ -148,7 +149,10 @@ def invoice_notifications(
     for row in rows:
         number = row["invoice_number"]
         person = _person(row)
-        document = data_dir / "invoices" / f"{number}.html"
+        try:
+            document = child(data_dir / "invoices", number, ".html")
+        except UnsafePathError:
+            document = None  # a number that could name a file elsewhere: no attachment, never a read
         common = {
             "subscriber": person,
             "subscription": {"id": row["subscription_id"], "name": row["subscription_name"] or row["subscription_id"]},
@@ -161,7 +165,7 @@ def invoice_notifications(
         }
         found.append(Notification(
             key=f"new_invoice:{number}", type=NotificationType.new_invoice, event_at=row["issued_at"],
-            context=common, attachments=[document] if document.exists() else [], **base,
+            context=common, attachments=[document] if document and document.exists() else [], **base,
         ))
         if row["payment_status"] in ("paid", "external_paid"):
             found.append(Notification(
