@@ -97,7 +97,8 @@ UNIT_SCALE = COST_SCALE
 
 # RFC 3339 (plus what pydantic also accepts: lower-case t/z, a space, no seconds, ±HHMM).
 TIMESTAMP_PATTERN = (
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?([Zz]|[+-][0-9]{2}:?[0-9]{2})"
+    # RFC 3339 offsets run -23:59..+23:59 (DuckDB would read +24:00 as a day's shift; found by fuzzing)
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?([Zz]|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])"
 )
 
 _NUMBER_TYPES = "('UBIGINT', 'BIGINT', 'DOUBLE', 'VARCHAR')"  # a JSON number or a numeric string
