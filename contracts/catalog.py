@@ -194,6 +194,11 @@ class Subscription(Strict):
     credentials: list[CredentialSpec] = Field(default_factory=list)
     changes: list[PlanChange] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # optional spending limit per invoicing period, in the product's currency: budget pacing
+    # (docs/finance.md) flags a subscription projected to bill more than this; never a hard cap
+    budget: Money | None = None
+
+    _budget_text = field_validator("budget", mode="before")(_money_text)
 
     @field_validator("start", "end")
     @classmethod

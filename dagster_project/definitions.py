@@ -17,6 +17,7 @@ from dagster_project.notifications import assets as notifications
 from dagster_project.partitions import monthly_billing_periods
 from dagster_project.payments import assets as payments
 from dagster_project.quality import checks as quality
+from dagster_project.reporting import assets as reporting
 from dagster_project.resources import WarehouseResource
 from dagster_project.schedules import build_schedules
 
@@ -45,6 +46,7 @@ def build_defs(data_dir: str | None = None, as_of: str = "") -> dg.Definitions:
         payments.defs,
         notifications.defs,
         quality.defs,
+        reporting.defs,
         dg.Definitions(jobs=[bill_period_job], schedules=build_schedules(bill_period_job), resources=resources),
     )
 

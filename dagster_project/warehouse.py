@@ -256,6 +256,22 @@ create table if not exists marts.invoice_lines (
     line_type       varchar,                     -- finer than kind: tier, fixed_fee, trial, zero_usage, ...
     primary key (draft_key, line_number)
 );
+
+-- inputs of the finance reports (dagster_project/reporting/inputs.py), replaced whole every run
+create schema if not exists reporting;
+create table if not exists reporting.fx_rates (
+    currency      varchar   not null,
+    usd_per_unit  decimal(20, 10) not null,  -- 1 unit of currency = usd_per_unit USD
+    valid_from    timestamp not null,
+    valid_to      timestamp                  -- the next valid_from of the currency; null = open
+);
+create table if not exists reporting.run_clock (
+    as_of  timestamp not null                 -- the run's clock: which periods are open
+);
+create table if not exists reporting.subscription_budgets (
+    subscription_id  varchar not null,
+    budget           decimal(18, 6) not null  -- per invoicing period, in the product's currency
+);
 """
 
 

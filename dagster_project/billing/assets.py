@@ -36,6 +36,8 @@ class MeterhouseTranslator(DagsterDbtTranslator):
     project=dbt_project,
     partitions_def=monthly_billing_periods,
     dagster_dbt_translator=MeterhouseTranslator(),
+    # the finance marts read the invoice ledger: built after invoicing (dagster_project/reporting)
+    exclude="tag:reporting",
 )
 def meterhouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """One `dbt build` for the whole selection: models and their tests in a single invocation."""

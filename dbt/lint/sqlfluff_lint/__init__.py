@@ -32,6 +32,12 @@ class _Dbt:
     def safe_cast(self, field: str, type_: str) -> str:
         return f"try_cast({field} as {type_})"
 
+    def datediff(self, first_date: str, second_date: str, datepart: str) -> str:
+        return f"date_diff('{datepart}', {first_date}, {second_date})"
+
+    def date_trunc(self, datepart: str, date: str) -> str:
+        return f"date_trunc('{datepart}', {date})"
+
 
 def _round_half_even(expression: str, scale: Any) -> str:
     if isinstance(scale, int):

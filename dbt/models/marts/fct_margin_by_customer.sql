@@ -1,15 +1,18 @@
-{{ config(alias='margin_by_customer') }}
+{{ config(alias='margin_by_customer', tags=['reporting']) }}
 
--- Revenue against provider cost per organization, period and currency (SPEC §4). Revenue is
--- the sum of the totals of the organization's drafts for the period; cost is the provider cost
--- of the events billed to those drafts, in USD. Margin is only computed for USD revenue (no FX
--- conversion); margin_pct = margin / revenue, rounded half-even to 10 decimals.
+-- Revenue against provider cost per organization, period and currency (SPEC §4). Revenue is what
+-- was issued for the period: the invoices' own lines plus late adjustments applied since
+-- (marts.invoices, after the invoicing step; built by the reports' dbt invocation). Drafts not
+-- yet issued (open, due, held) are pending_revenue, apart. Cost is the provider cost (USD) of the
+-- events billed to the period, free-trial events included (trial_cost_usd shows their part).
+-- margin = revenue_usd - cost, with revenue_usd through the FX rate in force at the period's end;
+-- margin_pct = margin / revenue_usd, half-even to 10 decimals (docs/finance.md).
 
 with
 
 drafts as (
 
-    select * from {{ ref('fct_invoice_drafts') }}
+    select * from {{ ref('int_drafts_margined') }}
 
 ),
 
@@ -17,17 +20,15 @@ aggregated as (
 
     select
         organization_id,
+        organization_name,
         period_start,
         period_end,
         currency,
-        sum(total) as revenue,
-        sum(provider_cost_usd) as provider_cost_usd,
-        sum(events_without_cost) as events_without_cost,
-        sum(event_count) as event_count,
-        count(*) as draft_count
+        max(usd_per_unit) as usd_per_unit,
+        {{ margin_aggregates() }}
 
     from drafts
-    group by organization_id, period_start, period_end, currency
+    group by organization_id, organization_name, period_start, period_end, currency
 
 ),
 
@@ -35,22 +36,16 @@ final as (
 
     select
         cast(organization_id as {{ dbt.type_string() }}) as organization_id,
+        cast(organization_name as {{ dbt.type_string() }}) as organization_name,
         cast(period_start as {{ dbt.type_timestamp() }}) as period_start,
         cast(period_end as {{ dbt.type_timestamp() }}) as period_end,
         cast(currency as {{ dbt.type_string() }}) as currency,
         cast(revenue as decimal(18, 3)) as revenue,
-        cast(provider_cost_usd as decimal(28, 10)) as provider_cost_usd,
-        cast(case when currency = 'USD' then revenue - provider_cost_usd end as decimal(28, 10)) as margin,
-        cast(
-            case
-                when currency = 'USD' and revenue <> 0
-                    then {{ divide_half_even('revenue - provider_cost_usd', 'revenue', 10) }}
-            end
-            as decimal(28, 10)
-        ) as margin_pct,
-        cast(events_without_cost as {{ dbt.type_bigint() }}) as events_without_cost,
-        cast(event_count as {{ dbt.type_bigint() }}) as event_count,
-        cast(draft_count as {{ dbt.type_int() }}) as draft_count
+        cast(invoiced_revenue as decimal(18, 3)) as invoiced_revenue,
+        cast(late_revenue as decimal(18, 3)) as late_revenue,
+        cast(pending_revenue as decimal(18, 3)) as pending_revenue,
+        cast(usd_per_unit as decimal(20, 10)) as usd_per_unit,
+        {{ margin_columns() }}
 
     from aggregated
 
