@@ -233,3 +233,37 @@ def test_every_line_is_accounted_for_and_valid_lines_are_never_lost(files: list[
 
         again = load_new_files(connection, root, AS_OF)
         assert again.lines_read == 0 and again.files_loaded == 0
+
+
+def test_very_long_lines_are_loaded_or_rejected_with_bounded_memory(tmp_path: Path) -> None:
+    """Lines of 2-8 MB (a metadata blob, junk, an unterminated string) among normal lines: every
+    line is accounted for and the process grows by a bounded multiple of the input, not more."""
+    import psutil
+
+    def event(ident: str, **extra) -> str:
+        return dump({"transactionId": ident, "requestTime": "2026-10-01T10:00:00Z", "provider": "p", "model": "m",
+                     "productName": "P", "subscriber": {"id": "s"}, **extra})
+
+    blob = "é<script>" * (2 * 1024 * 1024 // 10)
+    contents = [event("long-valid", metadata={"blob": blob}), "x" * (3 * 1024 * 1024),
+                '{"transactionId": "open", "model": "' + "a" * (8 * 1024 * 1024),
+                *[event(f"short-{index}") for index in range(20)]]
+    path = tmp_path / "landing" / "events" / "long.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes("\r\n".join(contents).encode("utf-8"))
+    gz = tmp_path / "landing" / "events" / "long.jsonl.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes().replace(b'"long-valid"', b'"long-valid-gz"'), mtime=0))
+    size = path.stat().st_size
+    process = psutil.Process()
+    before = process.memory_info().rss
+    with duckdb.connect() as connection:
+        report = load_new_files(connection, tmp_path, AS_OF)
+        check_invariants(connection, report)
+        grown = process.memory_info().rss - before
+        stored = connection.execute("select strlen(attributes_json) from raw.events where transaction_id = "
+                                    "'long-valid'").fetchone()[0]
+    assert report.lines_read == 2 * len(contents) and report.rejected == 4
+    assert report.accepted == 22 and report.duplicates == 20  # the short events repeat in the .gz copy
+    assert stored > 2 * 1024 * 1024
+    print(f"\nlong lines: {2 * size / 1e6:.1f} MB read, RSS grew {grown / 1e6:.0f} MB")
+    assert grown < 40 * size, f"RSS grew {grown / 1e6:.0f} MB for {2 * size / 1e6:.0f} MB of input"
