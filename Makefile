@@ -8,7 +8,7 @@ UV := $(PYTHON) -m uv
 DEMO_DATA := data
 DBT_SOURCES := $(shell find dbt -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v '^dbt/target/')
 
-.PHONY: install demo test lint clean-data audit reliability
+.PHONY: install demo test lint clean-data audit reliability bench
 
 # Reinstall only when the lock or the project metadata changed.
 $(VENV)/.installed: pyproject.toml uv.lock
@@ -56,6 +56,13 @@ audit: install
 # (about 25-40 minutes on 2 cores); `make test` runs a representative subset.
 reliability: install
 	METERHOUSE_RELIABILITY=1 HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -q tests/reliability tests/security
+
+# Speed targets are checked here, never by timed tests. BENCH_SIZES=1000,1000000,5000000,20000000
+# for the full ladder (20 M events are ~11 GB of JSONL under data/bench/, generated once).
+BENCH_SIZES ?= 1000,1000000
+BENCH_REPEATS ?= 3
+bench: install
+	$(BIN)/meterhouse bench --sizes $(BENCH_SIZES) --repeats $(BENCH_REPEATS) --cache data/bench
 
 clean-data:
 	rm -rf $(DEMO_DATA)/catalog $(DEMO_DATA)/warehouse.duckdb* $(DEMO_DATA)/landing $(DEMO_DATA)/invoices \

@@ -434,5 +434,28 @@ def ui(
     )
 
 
+@app.command()
+@fails_cleanly
+def bench(
+    sizes: Annotated[str, typer.Option("--sizes", help="Comma-separated event counts.")] = "1000,1000000",
+    repeats: Annotated[int, typer.Option("--repeats", min=1)] = 3,
+    cache: Annotated[Path, typer.Option("--cache", help="Where data sets and runs are kept.")] = Path("data/bench"),
+) -> None:
+    """Time `bill` against a bare DuckDB scan of the same files (see docs/performance.md)."""
+    from dagster_project.bench.run import run_bench
+
+    try:
+        counts = [int(part.replace("_", "")) for part in sizes.split(",") if part.strip()]
+    except ValueError as error:
+        raise UsageError(f"--sizes {sizes!r}: expected numbers like 1000,1000000") from error
+    run_bench(counts, repeats, cache)
+
+
+# finance lookups, price simulation and the dashboard (dagster_project/reporting/cli.py)
+from dagster_project.reporting.cli import register as _register_reporting  # noqa: E402
+
+_register_reporting(app)
+
+
 if __name__ == "__main__":
     app()

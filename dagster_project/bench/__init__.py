@@ -1,0 +1,1 @@
+"""Benchmarks: `meterhouse bench` (run.py) and the pandas reference it compares with."""
