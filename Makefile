@@ -45,7 +45,8 @@ lint: install
 	$(BIN)/python -m contracts --check
 
 test: install lint
-	$(BIN)/pytest -q
+	# two workers for the two cores; a file stays on one worker, so its module fixtures run once
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # Known vulnerabilities in every package pinned in uv.lock (pip-audit); see docs/reliability.md.
 # An unreachable vulnerability service warns and passes, unless AUDIT_REQUIRE_NETWORK=1.
