@@ -48,7 +48,9 @@ def meterhouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource
     # target directory per data dir lets every run after the first skip the full parse (~10 s).
     target = warehouse.root / ".dbt" / "target"
     fault_point("rating.before_dbt")
-    yield from dbt.cli(["build"], context=context, target_path=target).stream()
+    # dbt unit tests check the SQL, not the data: they run in `make test` (tests/dbt), not on every bill
+    build = ["build", "--exclude-resource-type", "unit_test"]
+    yield from dbt.cli(build, context=context, target_path=target).stream()
     fault_point("rating.after_dbt")
 
 
