@@ -8,6 +8,7 @@ model that is rebuilt). Everything here is created idempotently.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -275,6 +276,11 @@ create table if not exists reporting.subscription_budgets (
 """
 
 
+# DuckDB's memory limit for every connection of ours and dbt's (dbt/profiles.yml reads the same variable)
+MEMORY_LIMIT_ENV = "METERHOUSE_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "3GB"
+
+
 def warehouse_path(data_dir: Path) -> Path:
     return data_dir / "warehouse.duckdb"
 
@@ -300,9 +306,12 @@ def connect(data_dir: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPy
         raise FileNotFoundError(f"{path}: no warehouse yet; run `meterhouse bill --period ...` first")
     path.parent.mkdir(parents=True, exist_ok=True)
     # ICU is built in; without this DuckDB tries to autoinstall it from the network and fails offline
-    connection = duckdb.connect(
-        str(path), read_only=read_only, config={"TimeZone": "UTC", "autoinstall_known_extensions": False}
-    )
+    connection = duckdb.connect(str(path), read_only=read_only, config={
+        "TimeZone": "UTC", "autoinstall_known_extensions": False,
+        # bounded memory: past the limit, joins and aggregates spill under the data dir
+        "memory_limit": os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT),
+        "temp_directory": str(data_dir / ".duckdb_tmp"),
+    })
     try:
         if not read_only:
             ensure_schema(connection)
