@@ -27,7 +27,9 @@ def catalog_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         with warehouse.connect() as connection:
             summary = load_catalog_into(connection, warehouse.root, warehouse.clock())
     except CatalogError as error:
-        raise dg.Failure(description=str(error), metadata={"problems": dg.MetadataValue.json(error.problems)}) from error
+        # one line: the CLI prints the first line of a failure, and it must name file and field
+        raise dg.Failure(description="invalid catalog: " + "; ".join(error.problems),
+                         metadata={"problems": dg.MetadataValue.json(error.problems)}) from error
     context.log.info(f"catalog: {summary.products} products, {summary.subscriptions} subscriptions")
     for table in CATALOG_TABLES:
         metadata = {"products": summary.products, "subscriptions": summary.subscriptions} if table == "products" else {}

@@ -188,5 +188,7 @@ def test_the_reconciliation_check_fails_when_cost_goes_missing(tmp_path: Path) -
         failed = {outcome.name: outcome for outcome in run_checks(connection, Decimal("0.2"))}
         assert not failed["provider_cost_reconciles"].passed
         assert "unbilled" in failed["provider_cost_reconciles"].detail
-        connection.execute("insert into raw.events (transaction_id, request_time) values ('never-rated', now())")
+        # an accepted event that rating lost
+        connection.execute("delete from intermediate.int_events_attributed where transaction_id = "
+                           "(select min(transaction_id) from intermediate.int_events_attributed)")
         assert not {o.name: o for o in run_checks(connection, Decimal("0.2"))}["events_all_rated"].passed
