@@ -58,3 +58,45 @@ def test_a_writer_killed_with_sigkill_leaves_no_stale_lock(tmp_path: Path) -> No
     holder.wait()
     with exclusive_writer(tmp_path):
         pass
+
+
+DUCKDB_HOLDER = """
+import sys, time, duckdb
+connection = duckdb.connect(sys.argv[1])
+print("open", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold_warehouse(data_dir: Path, seconds: float) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-c", DUCKDB_HOLDER, str(data_dir / "warehouse.duckdb"), str(seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert process.stdout.readline().strip() == "open"
+    return process
+
+
+def test_a_process_still_holding_the_warehouse_file_is_waited_for(tmp_path: Path, monkeypatch) -> None:
+    # like the dbt of a killed run: no Meterhouse lock, but DuckDB's own lock on the file
+    holder = hold_warehouse(tmp_path, 1.0)
+    with exclusive_writer(tmp_path):
+        assert holder.poll() is not None  # we got in only after it let go
+    holder.wait()
+
+
+def test_a_process_that_keeps_the_warehouse_open_is_named_after_the_grace(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("dagster_project.lib.locking.ORPHAN_GRACE_SECONDS", 0.5)
+    holder = hold_warehouse(tmp_path, 30)
+    try:
+        with pytest.raises(DataDirBusy) as busy, exclusive_writer(tmp_path):
+            pass
+        assert "still has the warehouse open" in str(busy.value)
+        # our own lock was released on the way out: the next writer is not blocked by us
+        holder.kill()
+        holder.wait()
+        with exclusive_writer(tmp_path):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
