@@ -8,7 +8,7 @@ UV := $(PYTHON) -m uv
 DEMO_DATA := data
 DBT_SOURCES := $(shell find dbt -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v '^dbt/target/')
 
-.PHONY: install demo test lint clean-data audit reliability bench
+.PHONY: install demo test lint clean-data audit reliability bench browser
 
 # Reinstall only when the lock or the project metadata changed.
 $(VENV)/.installed: pyproject.toml uv.lock
@@ -37,14 +37,18 @@ demo: install clean-data
 	export STRIPE_API_KEY=sk_test_demo STRIPE_API_BASE=http://127.0.0.1:$$port; \
 	$(BIN)/python -m dagster_project.payments.demo --data-dir $(DEMO_DATA) acme-labs=visa initech-finance=declined && \
 	$(BIN)/meterhouse bill --data-dir $(DEMO_DATA) --period 2026-10
-	@echo "Invoices: $(DEMO_DATA)/invoices/   emails: $(DEMO_DATA)/outbox/   explore: $(BIN)/meterhouse invoices --data-dir $(DEMO_DATA)"
+	@echo "Dashboard: file://$(abspath $(DEMO_DATA))/dashboards/finance.html   invoices: $(DEMO_DATA)/invoices/   emails: $(DEMO_DATA)/outbox/   explore: $(BIN)/meterhouse invoices --data-dir $(DEMO_DATA)"
 
 lint: install
 	$(BIN)/ruff check dagster_project contracts tests
 	cd dbt && ../$(BIN)/sqlfluff lint models tests --processes 2 --disable-progress-bar --nocolor
 	$(BIN)/python -m contracts --check
 
-test: install lint
+# Headless Chromium for the dashboard's browser test (Debian packages; Playwright's download does not work here).
+browser:
+	@test -x /usr/bin/chromedriver || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
+
+test: install lint browser
 	# two workers for the two cores; a file stays on one worker, so its module fixtures run once
 	$(BIN)/pytest -q -n 2 --dist loadfile
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 
+from dagster_project.lib.money import round_money
 from dagster_project.reporting.snapshot import current_snapshot, manifest, open_snapshot
 
 
@@ -29,6 +30,14 @@ def _rows(connection: duckdb.DuckDBPyConnection, sql: str, parameters: list | No
     result = connection.execute(sql, parameters or [])
     names = [column[0] for column in result.description]
     return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+
+def trimmed(value: Decimal | None) -> Decimal | None:
+    """A quantity without the warehouse's trailing zeros (``8.0000000000`` -> ``8``), exactly."""
+    if value is None:
+        return None
+    text = format(value, "f")
+    return Decimal(text.rstrip("0").rstrip(".") if "." in text else text)
 
 
 def tier_consumption(quantity: Decimal, tier_mode: str, tiers: list[dict]) -> list[dict]:
@@ -122,26 +131,31 @@ def quota(data_dir: Path, subscription_id: str, at: datetime | None = None) -> d
             row["metric"]: row
             for row in _rows(connection, "select * from marts.budget_pacing where draft_key = ?", [key])
         } if _has(connection, "marts", "budget_pacing") else {}
+    currency = draft["currency"]
     metrics = []
     for row in usage:
         own_tiers = [tier for tier in tiers if tier["metric_name"] == row["metric"]]
         consumption = tier_consumption(row["quantity"], row["tier_mode"], own_tiers)
         metric_lines = [line for line in lines if line["kind"] == "usage" and line["metric"] == row["metric"]]
         for tier in consumption:
-            tier["amount"] = sum(
+            tier["amount"] = round_money(sum(
                 (line["amount"] for line in metric_lines
                  if line["tier_name"] in (tier["tier"], f"{tier['tier']} (fixed fee)")),
                 start=Decimal(0),
-            )
+            ), currency)
+            for name in ("lower_bound", "upper_bound", "unit_rate", "fixed_fee", "consumed", "remaining"):
+                tier[name] = trimmed(tier[name])
         projection = pacing.get(row["metric"])
         metrics.append({
             **row,
-            "amount": sum((line["amount"] for line in metric_lines), start=Decimal(0)),
+            "quantity": trimmed(row["quantity"]),
+            "trial_quantity": trimmed(row["trial_quantity"]),
+            "amount": round_money(sum((line["amount"] for line in metric_lines), start=Decimal(0)), currency),
             "tiers": consumption,
-            "projected_quantity_linear": projection and projection["projected_quantity_linear"],
-            "projected_quantity_recent": projection and projection["projected_quantity_recent"],
-            "projected_amount_linear": projection and projection["projected_amount_linear"],
-            "projected_amount_recent": projection and projection["projected_amount_recent"],
+            "projected_quantity_linear": projection and trimmed(projection["projected_quantity_linear"]),
+            "projected_quantity_recent": projection and trimmed(projection["projected_quantity_recent"]),
+            "projected_amount_linear": projection and round_money(projection["projected_amount_linear"], currency),
+            "projected_amount_recent": projection and round_money(projection["projected_amount_recent"], currency),
         })
     info = manifest(snapshot)
     return {
@@ -157,11 +171,11 @@ def quota(data_dir: Path, subscription_id: str, at: datetime | None = None) -> d
         "data_as_of": as_of,
         "published_at": info.get("published_at"),
         "fees": [
-            {"kind": line["kind"], "description": line["description"], "amount": line["amount"]}
+            {"kind": line["kind"], "description": line["description"], "amount": round_money(line["amount"], currency)}
             for line in lines if line["kind"] in ("setup", "recurring")
         ],
         "metrics": metrics,
-        "amount_so_far": draft["total"],
+        "amount_so_far": round_money(draft["total"], currency),
     }
 
 

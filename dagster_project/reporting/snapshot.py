@@ -64,7 +64,7 @@ def publish_snapshot(connection: duckdb.DuckDBPyConnection, data_dir: Path, as_o
             if table not in existing:
                 continue
             target = scratch / f"{table}.parquet"
-            connection.execute(f"copy (select * from {table}) to {_literal(target)} (format parquet, compression zstd)")
+            connection.execute(f"copy (select * from {table}) to {sql_path(target)} (format parquet, compression zstd)")
             tables[table] = connection.execute(f"select count(*) from {table}").fetchone()[0]
         manifest = {
             "as_of": as_of.isoformat(),
@@ -84,7 +84,7 @@ def publish_snapshot(connection: duckdb.DuckDBPyConnection, data_dir: Path, as_o
     return {**manifest, "path": str(final), "seconds": round(time.perf_counter() - started, 3)}
 
 
-def _literal(path: Path) -> str:
+def sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
@@ -122,7 +122,7 @@ def open_snapshot(data_dir: Path | None = None, snapshot: Path | None = None) ->
             connection.execute(f"create schema if not exists {schema}")
         for path in sorted(folder.glob("*.parquet")):
             table = path.name.removesuffix(".parquet")
-            connection.execute(f"create view {table} as select * from read_parquet({_literal(path)})")
+            connection.execute(f"create view {table} as select * from read_parquet({sql_path(path)})")
         yield connection
     finally:
         connection.close()

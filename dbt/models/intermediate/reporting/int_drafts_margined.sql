@@ -199,19 +199,27 @@ final as (
         cast(adjustment_count as {{ dbt.type_bigint() }}) as adjustment_count,
         cast(usd_per_unit as decimal(20, 10)) as usd_per_unit,
         cast(
-            {{ round_half_even('cast(invoiced_revenue as decimal(18, 3)) * cast(usd_per_unit as decimal(20, 10))', 10) }}
+            {{ round_half_even(
+                'cast(invoiced_revenue as decimal(18, 3))'
+                ~ ' * cast(usd_per_unit as decimal(20, 10))', 10) }}
             as decimal(28, 10)
         ) as invoiced_revenue_usd,
         cast(
-            {{ round_half_even('cast(late_revenue as decimal(18, 3)) * cast(usd_per_unit as decimal(20, 10))', 10) }}
+            {{ round_half_even(
+                'cast(late_revenue as decimal(18, 3))'
+                ~ ' * cast(usd_per_unit as decimal(20, 10))', 10) }}
             as decimal(28, 10)
         ) as late_revenue_usd,
         cast(
-            {{ round_half_even('cast(invoiced_revenue + late_revenue as decimal(18, 3)) * cast(usd_per_unit as decimal(20, 10))', 10) }}
+            {{ round_half_even(
+                'cast(invoiced_revenue + late_revenue as decimal(18, 3))'
+                ~ ' * cast(usd_per_unit as decimal(20, 10))', 10) }}
             as decimal(28, 10)
         ) as revenue_usd,
         cast(
-            {{ round_half_even('cast(pending_revenue as decimal(18, 3)) * cast(usd_per_unit as decimal(20, 10))', 10) }}
+            {{ round_half_even(
+                'cast(pending_revenue as decimal(18, 3))'
+                ~ ' * cast(usd_per_unit as decimal(20, 10))', 10) }}
             as decimal(28, 10)
         ) as pending_revenue_usd,
         cast(provider_cost_usd as decimal(28, 10)) as provider_cost_usd,

@@ -87,23 +87,23 @@ usage as (
 
     select
         open_drafts.*,
-        usage.metric,
-        usage.aggregation,
+        usage_totals.metric,
+        usage_totals.aggregation,
         metrics.tier_mode,
-        usage.quantity,
-        usage.aggregation in ('sum', 'count', 'match') as is_additive,
+        usage_totals.quantity,
+        usage_totals.aggregation in ('sum', 'count', 'match') as is_additive,
         coalesce(recent_events.billable_events, 0) as billable_events,
         coalesce(recent_events.recent_events, 0) as recent_events
 
     from open_drafts
-    inner join {{ ref('fct_usage_by_period') }} as usage
-        on open_drafts.draft_key = usage.draft_key
+    inner join {{ ref('fct_usage_by_period') }} as usage_totals
+        on open_drafts.draft_key = usage_totals.draft_key
     inner join {{ ref('stg_catalog__metrics') }} as metrics
-        on usage.product_id = metrics.product_id
-        and usage.metric = metrics.metric_name
+        on usage_totals.product_id = metrics.product_id
+        and usage_totals.metric = metrics.metric_name
     left join recent_events
         on open_drafts.draft_key = recent_events.draft_key
-    where usage.breakdown = 'total'
+    where usage_totals.breakdown = 'total'
 
 ),
 
@@ -140,15 +140,33 @@ projected as (
 
 scenarios as (
 
-    select draft_key, metric, product_id, tier_mode, minor_units, 'so_far' as scenario, quantity from projected
+    select
+        draft_key,
+        metric,
+        product_id,
+        tier_mode,
+        minor_units,
+        'so_far' as scenario,
+        quantity
+    from projected
     union all
     select
-        draft_key, metric, product_id, tier_mode, minor_units, 'linear' as scenario,
+        draft_key,
+        metric,
+        product_id,
+        tier_mode,
+        minor_units,
+        'linear' as scenario,
         projected_quantity_linear as quantity
     from projected
     union all
     select
-        draft_key, metric, product_id, tier_mode, minor_units, 'recent' as scenario,
+        draft_key,
+        metric,
+        product_id,
+        tier_mode,
+        minor_units,
+        'recent' as scenario,
         projected_quantity_recent as quantity
     from projected
 

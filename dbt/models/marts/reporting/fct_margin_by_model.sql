@@ -158,7 +158,8 @@ final as (
         cast(
             case
                 when allocated_revenue_usd <> 0
-                    then {{ divide_half_even('allocated_revenue_usd - provider_cost_usd', 'allocated_revenue_usd', 10) }}
+                    then {{ divide_half_even(
+                        'allocated_revenue_usd - provider_cost_usd', 'allocated_revenue_usd', 10) }}
             end
             as decimal(28, 10)
         ) as margin_pct
