@@ -49,8 +49,8 @@ browser:
 	@test -x /usr/bin/chromedriver || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 
 test: install lint browser
-	# two workers for the two cores; a file stays on one worker, so its module fixtures run once
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	# two workers for the two cores; a file (or an xdist_group, see tests/conftest.py) stays on one worker
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 # Known vulnerabilities in every package pinned in uv.lock (pip-audit); see docs/reliability.md.
 # An unreachable vulnerability service warns and passes, unless AUDIT_REQUIRE_NETWORK=1.

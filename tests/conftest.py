@@ -64,3 +64,13 @@ def write_jsonl(path: Path, lines: list[dict | str]) -> Path:
     text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# `make test` runs two xdist workers with --dist loadgroup. A file stays on one worker (its module
+# fixtures run once); files that share the reliability harness's reference run (one real billing
+# run with Stripe and SMTP state in this process) name the group "reference" and stay together.
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

@@ -24,6 +24,8 @@ import pytest
 from dagster_project.lib.faults import POINTS
 from tests.reliability import harness
 
+pytestmark = pytest.mark.xdist_group("reference")  # shares the reference run
+
 # the riskiest point: Stripe has charged, nothing is recorded yet
 SUBSET = ("payment.after_stripe_answer",)
 # SMTP accepted the message, the row still says pending: the rerun sends it again, with the same

@@ -24,7 +24,7 @@ from dagster_project.quality.gate import run_checks
 from tests.reliability import harness
 from tests.unit.test_locking import hold
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reference")]  # shares the reference run
 
 
 def copy_of_reference(parent: Path, name: str) -> Path:

@@ -21,6 +21,8 @@ from dagster_project.ingest.loader import load_new_files
 from tests.reliability import harness
 from tests.reliability.fuzz import budget
 
+pytestmark = pytest.mark.xdist_group("reference")  # shares the reference run
+
 AS_OF = datetime(2026, 11, 2, tzinfo=UTC)
 
 
