@@ -18,6 +18,11 @@ WAREHOUSE_ENV = "METERHOUSE_WAREHOUSE"
 STRIPE_API_KEY_ENV = "STRIPE_API_KEY"
 STRIPE_API_BASE_ENV = "STRIPE_API_BASE"
 SMTP_URL_ENV = "METERHOUSE_SMTP_URL"
+# the engine dbt rates on (docs/scale-out.md): duckdb, the default, or spark
+ENGINE_ENV = "METERHOUSE_ENGINE"
+ENGINES = ("duckdb", "spark")
+# read by dbt/profiles.yml's spark target: the Parquet lake (<data dir>/lake), set by billing/engines.py
+LAKE_ENV = "METERHOUSE_LAKE"
 
 
 def data_dir(explicit: str | Path | None = None) -> Path:
@@ -40,6 +45,15 @@ def as_of(explicit: str | None = None) -> datetime:
     if chosen:
         return parse_instant(chosen)
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def engine(explicit: str | None = None) -> str:
+    """``duckdb`` (default) or ``spark``: which dbt target rates usage. A configuration choice, not
+    a code edit; the models are the same on both."""
+    chosen = (explicit or os.environ.get(ENGINE_ENV) or "duckdb").strip().lower()
+    if chosen not in ENGINES:
+        raise ValueError(f"{ENGINE_ENV}={chosen!r}: expected one of {', '.join(ENGINES)}")
+    return chosen
 
 
 def stripe_api_key() -> str | None:

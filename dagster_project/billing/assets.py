@@ -8,6 +8,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from dagster_project import settings, warehouse
+from dagster_project.billing import engines
 from dagster_project.lib.faults import fault_point
 from dagster_project.partitions import monthly_billing_periods
 from dagster_project.resources import WarehouseResource
@@ -50,7 +51,12 @@ def meterhouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource
     fault_point("rating.before_dbt")
     # dbt unit tests check the SQL, not the data: they run in `make test` (tests/dbt), not on every bill
     build = ["build", "--exclude-resource-type", "unit_test"]
-    yield from dbt.cli(build, context=context, target_path=target).stream()
+    # engine (issue 9, billing/engines.py): METERHOUSE_ENGINE=spark lands raw + catalog as Parquet,
+    # rates on dbt's `spark` target and publishes the marts back into DuckDB; duckdb changes nothing
+    engine = engines.prepare(warehouse.root)
+    target = engine.target_path() if engine.engine != "duckdb" else target
+    yield from dbt.cli([*build, *engine.dbt_args()], context=context, target_path=target).stream()
+    engine.publish()
     fault_point("rating.after_dbt")
 
 

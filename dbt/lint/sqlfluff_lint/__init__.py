@@ -55,6 +55,8 @@ _DISPATCHED = {
     "json_extract_text": lambda column, field: f"json_extract_string({column}, '$.{field}')",
     "format_timestamp": lambda expression: f"strftime({expression}, '%Y-%m-%dT%H:%M:%S')",
     "sql_literal": _sql_literal,
+    "charge_product": lambda quantity, rate: f"cast({quantity} as decimal(21, 10)) * cast({rate} as decimal(17, 12))",
+    "register_lake_sources": lambda: "",
     "asof_left_join": lambda relation, alias, left_key, right_key, left_time, right_start, right_end: (
         f"asof left join {relation} as {alias} on {left_key} = {alias}.{right_key} "
         f"and {left_time} >= {alias}.{right_start}"

@@ -1,6 +1,7 @@
 -- Usage invoice lines (SPEC §3.4, §3.6): the tiers each metric's quantity enters, their fixed
 -- fees, a zero line for a metric with nothing billable, and a free-trial line. Each amount is
--- computed exactly in DECIMAL and rounded once, half-even, to the currency's minor unit.
+-- computed exactly in DECIMAL and rounded once, half-even, to the currency's minor unit
+-- (macros/charge_product.sql: the product that stays exact on Spark too).
 --
 -- graduated: tier quantity = max(0, min(q, coalesce(upper, q)) - lower), for tiers with q > lower
 -- volume:    the whole q at the one tier with lower < q <= upper (or unbounded)
@@ -73,10 +74,7 @@ tier_lines as (
         tier_quantity as quantity,
         unit_rate,
         cast(
-            {{ round_half_even(
-                'cast(tier_quantity as decimal(21, 10)) * cast(unit_rate as decimal(17, 12))',
-                'minor_units',
-            ) }}
+            {{ round_half_even(charge_product('tier_quantity', 'unit_rate'), 'minor_units') }}
             as decimal(18, 3)
         ) as amount,
         event_count,

@@ -1,4 +1,5 @@
-{{ config(alias='rejected_events', materialized='view') }}
+-- a view on DuckDB, a table on Spark (materialized in dbt_project.yml)
+{{ config(alias='rejected_events') }}
 
 -- Quarantined input lines (SPEC §1.1): never billed, never silently dropped.
 

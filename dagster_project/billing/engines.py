@@ -1,0 +1,208 @@
+"""Which engine rates usage: DuckDB (the default) or Apache Spark, chosen by configuration.
+
+``METERHOUSE_ENGINE=duckdb|spark`` (read in :mod:`dagster_project.settings`) picks the dbt target;
+the models are the same on both (docs/scale-out.md). DuckDB reads the raw and catalog tables
+Python wrote into ``warehouse.duckdb``. Spark cannot, so for the Spark path:
+
+1. :func:`land_parquet` exports every ``raw.*`` and ``catalog.*`` table from DuckDB to the lake,
+   ``<data dir>/lake/<schema>/<table>/``, raw events partitioned by day
+   (``raw/events/event_date=YYYY-MM-DD/*.parquet``);
+2. dbt's ``on-run-start`` hook (``dbt/macros/lake_sources.sql``) registers each folder as a view,
+   and the models write Parquet tables under ``<lake>/warehouse/<schema>.db/``;
+3. :func:`publish_marts` copies the mart tables back into ``warehouse.duckdb`` (schema ``marts``),
+   where the invoicing step, the CLI and the dashboards read them: what is published stays on
+   DuckDB whichever engine rated it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from dagster_project import settings, warehouse
+
+LAKE_DIR = "lake"
+# the raw events' partition column, derived from request_time (UTC)
+EVENT_PARTITION = "event_date"
+# a day no event can have: the partition an empty event table lands in, so that Spark still
+# reads its schema from a (zero-row) file
+EMPTY_PARTITION = "1970-01-01"
+LANDED_SCHEMAS = ("raw", "catalog")
+# the schema of the dbt outputs copied back into DuckDB
+PUBLISHED_SCHEMA = "marts"
+SPARK_TARGET = "spark"
+
+
+def lake_path(data_dir: Path) -> Path:
+    return data_dir / LAKE_DIR
+
+
+def spark_warehouse_path(lake: Path) -> Path:
+    """Where Spark's managed tables live: ``spark.sql.warehouse.dir`` in dbt/profiles.yml."""
+    return lake / "warehouse"
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    """One dbt invocation on the chosen engine: its CLI arguments, target path and epilogue."""
+
+    engine: str
+    data_dir: Path
+
+    def dbt_args(self) -> list[str]:
+        return ["--target", SPARK_TARGET] if self.engine == "spark" else []
+
+    def target_path(self) -> Path:
+        """One dbt target directory per data dir and engine: dbt's partial parsing is keyed on the
+        profile, so sharing one between engines would re-parse the project on every switch."""
+        name = "target" if self.engine == "duckdb" else f"target-{self.engine}"
+        return self.data_dir / ".dbt" / name
+
+    def publish(self) -> list[str]:
+        """After a successful dbt run: the Spark marts back into DuckDB. Nothing to do on DuckDB."""
+        if self.engine != "spark":
+            return []
+        with warehouse.connect(self.data_dir) as connection:
+            return publish_marts(connection, lake_path(self.data_dir))
+
+
+def prepare(data_dir: Path, engine: str | None = None) -> EngineRun:
+    """Before dbt runs: on Spark, land raw and catalog as Parquet and point dbt's profile at them."""
+    chosen = settings.engine(engine)
+    if chosen == "spark":
+        lake = lake_path(data_dir)
+        # dbt runs as a subprocess and finds the lake through its profile's env_var
+        os.environ[settings.LAKE_ENV] = str(lake)
+        with warehouse.connect(data_dir) as connection:
+            land_parquet(connection, lake)
+    return EngineRun(chosen, data_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# DuckDB -> lake
+# --------------------------------------------------------------------------------------------
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def land_parquet(connection: duckdb.DuckDBPyConnection, lake: Path) -> dict[str, int]:
+    """Export every raw and catalog table to ``<lake>/<schema>/<table>/``; returns rows per table.
+
+    Each folder is written beside the old one and swapped in, so a reader never sees half a table.
+    The whole table is exported on every run (the models re-rate every period anyway); a landing
+    that appends only the new day partitions is the next step at scale (docs/scale-out.md).
+    """
+    tables = connection.execute(
+        """
+        select table_schema, table_name from information_schema.tables
+        where table_catalog = current_database() and table_type = 'BASE TABLE'
+          and table_schema in ({})
+        order by table_schema, table_name
+        """.format(", ".join(_literal(schema) for schema in LANDED_SCHEMAS))
+    ).fetchall()
+    counts: dict[str, int] = {}
+    for schema, table in tables:
+        final = lake / schema / table
+        staging = lake / schema / f".{table}.{uuid.uuid4().hex}"
+        staging.mkdir(parents=True)
+        relation = f"{_quote(schema)}.{_quote(table)}"
+        rows = connection.execute(f"select count(*) from {relation}").fetchone()[0]
+        if (schema, table) == ("raw", "events"):
+            _land_events(connection, relation, staging, rows)
+        else:
+            connection.execute(
+                f"copy (select * from {relation}) to {_literal(str(staging / 'data_0.parquet'))} (format parquet)"
+            )
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+        counts[f"{schema}.{table}"] = rows
+    return counts
+
+
+def _land_events(connection: duckdb.DuckDBPyConnection, relation: str, folder: Path, rows: int) -> None:
+    if rows == 0:
+        empty = folder / f"{EVENT_PARTITION}={EMPTY_PARTITION}"
+        empty.mkdir()
+        connection.execute(
+            f"copy (select * from {relation} limit 0) to {_literal(str(empty / 'data_0.parquet'))} (format parquet)"
+        )
+        return
+    # one folder per UTC day of requestTime: Spark prunes partitions on event_date
+    connection.execute(
+        f"""
+        copy (select *, cast(request_time as date) as {EVENT_PARTITION} from {relation})
+        to {_literal(str(folder))} (format parquet, partition_by ({EVENT_PARTITION}))
+        """
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# lake -> DuckDB
+# --------------------------------------------------------------------------------------------
+
+
+def spark_table_folders(lake: Path, schema: str = PUBLISHED_SCHEMA) -> dict[str, Path]:
+    """The managed tables Spark wrote for one schema: table name -> folder of Parquet files."""
+    root = spark_warehouse_path(lake) / f"{schema}.db"
+    if not root.is_dir():
+        return {}
+    return {
+        folder.name: folder
+        for folder in sorted(root.iterdir())
+        if folder.is_dir() and any(folder.rglob("*.parquet"))
+    }
+
+
+def parquet_select(connection: duckdb.DuckDBPyConnection, folder: Path) -> str:
+    """``select`` over a Spark table's Parquet files with DuckDB's types: Spark writes timestamps
+    as instants (``timestamp with time zone`` here), the warehouse keeps naive UTC timestamps."""
+    source = f"read_parquet({_literal(str(folder / '**' / '*.parquet'))})"
+    columns = connection.execute(f"describe select * from {source}").fetchall()
+    selected = []
+    for name, column_type, *_ in columns:
+        quoted = _quote(name)
+        if column_type.upper() == "TIMESTAMP WITH TIME ZONE":
+            # the connection's TimeZone is UTC (warehouse.connect), so this is the UTC wall clock
+            selected.append(f"cast({quoted} as timestamp) as {quoted}")
+        else:
+            selected.append(quoted)
+    return f"select {', '.join(selected)} from {source}"
+
+
+def publish_marts(connection: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:
+    """Replace ``marts.<table>`` in DuckDB with each mart table Spark wrote, in one transaction.
+
+    Only dbt's marts come from Spark: the invoice ledger (``marts.invoices``,
+    ``marts.invoice_lines``) has no dbt model, so it is never among them.
+    """
+    folders = spark_table_folders(lake)
+    connection.execute("begin")
+    try:
+        for table, folder in folders.items():
+            relation = f"{_quote(PUBLISHED_SCHEMA)}.{_quote(table)}"
+            existing = connection.execute(
+                "select table_type from information_schema.tables where table_catalog = current_database()"
+                " and table_schema = ? and table_name = ?",
+                [PUBLISHED_SCHEMA, table],
+            ).fetchone()
+            if existing is not None and existing[0] == "VIEW":
+                # a view on DuckDB (dbt's rejected_events) is a table on Spark
+                connection.execute(f"drop view {relation}")
+            connection.execute(f"create or replace table {relation} as {parquet_select(connection, folder)}")
+        connection.execute("commit")
+    except Exception:
+        connection.execute("rollback")
+        raise
+    return list(folders)
