@@ -71,7 +71,11 @@ def meterhouse_dbt_reports(context: dg.AssetExecutionContext, dbt: DbtCliResourc
     os.environ[settings.WAREHOUSE_ENV] = str(warehouse_module_path(warehouse))
     target = warehouse.root / ".dbt" / "target"
     invocation = dbt.cli(["build"], context=context, target_path=target, raise_on_error=False)
-    yield from invocation.stream()
+    try:
+        yield from invocation.stream()
+    except Exception as error:  # e.g. a manifest older than the project: report, do not undo the run
+        context.log.error(f"finance marts: {type(error).__name__}: {error}; run `dbt parse` (make install)")
+        return
     if not invocation.is_successful():
         context.log.error("finance marts: dbt build failed; the snapshot keeps the tables that were built "
                           f"(dbt log: {target})")

@@ -82,8 +82,8 @@ def register(app: typer.Typer) -> None:
         for metric in answer["metrics"]:
             if metric["projected_quantity_linear"] is not None:
                 main.console.print(
-                    f"{metric['metric']}: projected at period end {_number(metric['projected_quantity_linear'])} (linear),"
-                    f" {_number(metric['projected_quantity_recent'])} (recent rate)", highlight=False,
+                    f"{metric['metric']}: projected at period end {metric['projected_quantity_linear']:,.2f} (linear),"
+                    f" {metric['projected_quantity_recent']:,.2f} (recent rate)", highlight=False,
                 )
 
     @app.command()

@@ -97,11 +97,17 @@ def _clock(connection: duckdb.DuckDBPyConnection) -> datetime:
     return connection.execute("select max(as_of) from reporting.run_clock").fetchone()[0]
 
 
+QUOTA_TABLES = (
+    "reporting.run_clock", "catalog.subscriptions", "catalog.metrics", "catalog.tiers", "marts.invoice_drafts",
+    "marts.invoices", "marts.usage_by_period", "marts.invoice_line_drafts", "marts.budget_pacing",
+)
+
+
 def quota(data_dir: Path, subscription_id: str, at: datetime | None = None) -> dict[str, Any]:
     """Consumed quantity per metric and tier, what is left in each tier, and the amount so far
     of the period holding ``at`` (default: the last run's clock): the open period's dry run."""
     snapshot = current_snapshot(data_dir)
-    with open_snapshot(snapshot=snapshot) as connection:
+    with open_snapshot(snapshot=snapshot, tables=QUOTA_TABLES) as connection:
         as_of = _clock(connection)
         draft = _draft_at(connection, subscription_id, at, as_of)
         key = draft["draft_key"]
@@ -183,7 +189,7 @@ def preview(data_dir: Path, subscription_id: str, at: datetime | None = None) ->
     """The would-be invoice of the period holding ``at``: the draft and its lines as rated by
     the last run (nothing is numbered or stored)."""
     snapshot = current_snapshot(data_dir)
-    with open_snapshot(snapshot=snapshot) as connection:
+    with open_snapshot(snapshot=snapshot, tables=QUOTA_TABLES) as connection:
         as_of = _clock(connection)
         draft = _draft_at(connection, subscription_id, at, as_of)
         lines = _rows(

@@ -112,9 +112,11 @@ def manifest(snapshot: Path) -> dict:
 
 
 @contextmanager
-def open_snapshot(data_dir: Path | None = None, snapshot: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB with one view per published table, under its warehouse name
-    (``marts.invoices``, ...), so readers write the same SQL as against the warehouse."""
+def open_snapshot(
+    data_dir: Path | None = None, snapshot: Path | None = None, tables: tuple[str, ...] | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB with one view per published table (or only ``tables``), under its
+    warehouse name (``marts.invoices``, ...), so readers write the same SQL as against the warehouse."""
     folder = snapshot or current_snapshot(data_dir)
     connection = duckdb.connect(":memory:", config={"TimeZone": "UTC", "autoinstall_known_extensions": False})
     try:
@@ -122,6 +124,8 @@ def open_snapshot(data_dir: Path | None = None, snapshot: Path | None = None) ->
             connection.execute(f"create schema if not exists {schema}")
         for path in sorted(folder.glob("*.parquet")):
             table = path.name.removesuffix(".parquet")
+            if tables is not None and table not in tables:
+                continue
             connection.execute(f"create view {table} as select * from read_parquet({sql_path(path)})")
         yield connection
     finally:

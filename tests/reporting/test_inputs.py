@@ -88,3 +88,21 @@ def test_a_dashboard_without_data(tmp_path: Path) -> None:
     html = result.path.read_text(encoding="utf-8")
     assert "No billing periods yet." in html and "No customers billed yet." in html
     assert result.headline["revenue_usd"] == 0
+
+def test_finance_assets_run_after_the_invoices_in_the_billing_job() -> None:
+    import dagster as dg
+
+    from dagster_project.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    key = dg.AssetKey
+    # revenue is what was issued: the finance marts read the ledger, so they come after it
+    assert key(["marts", "invoices"]) in graph.get(key(["intermediate", "int_drafts_margined"])).parent_keys
+    assert key(["marts", "margin_by_customer"]) in graph.get(key(["reporting", "snapshot"])).parent_keys
+    assert key(["reporting", "snapshot"]) in graph.get(key(["reporting", "finance_dashboard"])).parent_keys
+    # the rating invocation does not build them (it runs before the ledger is written)
+    rating = graph.get(key(["marts", "invoice_drafts"])).assets_def
+    assert key(["marts", "margin_by_customer"]) not in rating.keys
+    job = defs.resolve_job_def("bill_period")
+    assert {"reporting__snapshot", "reporting__finance_dashboard", "meterhouse_dbt_reports"} <= {
+        node.name for node in job.graph.node_defs}
