@@ -13,13 +13,15 @@ numbered invoice stops with ``DocumentMismatchError`` instead of overwriting any
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import hashlib
 import logging
+import multiprocessing
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -467,8 +469,19 @@ def _stored_html(path: Path, stored_digest: str) -> bytes | None:
     return content
 
 
+def _document_html(connection: duckdb.DuckDBPyConnection, data_dir: Path, number: str, stored_digest: str | None,
+                   seller: dict | None) -> bytes:
+    """The issued HTML as stored when there is one, else rendered from the ledger now."""
+    html = _stored_html(invoice_path(data_dir, number), stored_digest) if stored_digest else None
+    if html is None:
+        html = render_invoice_html(connection, number, seller if seller is not None else branding(data_dir))
+        html = html.encode("utf-8")
+    return html
+
+
 def write_invoice_documents(
-    connection: duckdb.DuckDBPyConnection, data_dir: Path, number: str, seller: dict | None = None
+    connection: duckdb.DuckDBPyConnection, data_dir: Path, number: str, seller: dict | None = None,
+    pdf_renderer: Callable[[str, datetime], bytes] = render_pdf,
 ) -> RenderedDocument:
     """Write (or confirm) one numbered invoice's HTML and PDF, then store their hashes.
 
@@ -488,13 +501,10 @@ def write_invoice_documents(
         raise LookupError(f"no invoice {number!r}")
     invoice = found[0]
     html_file, pdf_file = invoice_path(data_dir, number), pdf_path(data_dir, number)
-    html = _stored_html(html_file, invoice["document_sha256"]) if invoice["document_sha256"] else None
-    if html is None:
-        seller = seller if seller is not None else branding(data_dir)
-        html = render_invoice_html(connection, number, seller).encode("utf-8")
+    html = _document_html(connection, data_dir, number, invoice["document_sha256"], seller)
     html_digest = _write_once(html_file, html, invoice["document_sha256"])
     fault_point("render.html_written")
-    pdf = render_pdf(html.decode("utf-8"), invoice["issued_at"])
+    pdf = pdf_renderer(html.decode("utf-8"), invoice["issued_at"])
     pdf_digest = _write_once(pdf_file, pdf, invoice["pdf_sha256"])
     fault_point("render.pdf_written")
     if (invoice["document_sha256"], invoice["pdf_sha256"]) != (html_digest, pdf_digest):
@@ -528,7 +538,60 @@ def write_documents(connection: duckdb.DuckDBPyConnection, data_dir: Path) -> li
     if not numbers:
         return []
     seller = branding(data_dir)
-    return [write_invoice_documents(connection, data_dir, number, seller) for number in numbers]
+    with _pdf_pool(len(numbers)) as pool:
+        if pool is None:
+            return [write_invoice_documents(connection, data_dir, number, seller) for number in numbers]
+        return _write_with_pool(connection, data_dir, numbers, seller, pool)
+
+
+# PDFs are the slow part of a release (~0.3 s each, CPU-bound in WeasyPrint): past a few, worker
+# processes render them ahead while this process writes files and hashes in invoice order.
+PDF_PROCESSES_ENV = "METERHOUSE_PDF_PROCESSES"
+PARALLEL_PDF_FROM = 8
+
+
+def _pdf_processes() -> int:
+    return int(os.environ.get(PDF_PROCESSES_ENV) or os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _pdf_pool(count: int) -> Iterator[concurrent.futures.Executor | None]:
+    if count < PARALLEL_PDF_FROM or _pdf_processes() < 2:
+        yield None
+        return
+    # spawn, not fork: this process holds DuckDB's threads and an open connection
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(_pdf_processes(), mp_context=context) as pool:
+        yield pool
+
+
+def _write_with_pool(connection: duckdb.DuckDBPyConnection, data_dir: Path, numbers: list[str], seller: dict,
+                     pool: concurrent.futures.Executor) -> list[RenderedDocument]:
+    """As the one-by-one loop, with each PDF rendered ahead in ``pool`` from the same HTML bytes
+    (render_pdf is pure, so the bytes are the ones this process would have made)."""
+    window = 4 * _pdf_processes()
+    ahead: dict[str, tuple[str, concurrent.futures.Future]] = {}
+
+    def submit(number: str) -> None:
+        invoice = _rows(connection, "select issued_at, document_sha256 from marts.invoices where invoice_number = ?",
+                        [number])[0]
+        html = _document_html(connection, data_dir, number, invoice["document_sha256"], seller).decode("utf-8")
+        ahead[number] = (html, pool.submit(render_pdf, html, invoice["issued_at"]))
+
+    for number in numbers[:window]:
+        submit(number)
+    written = []
+    for index, number in enumerate(numbers):
+        if index + window < len(numbers):
+            submit(numbers[index + window])
+        expected_html, future = ahead.pop(number)
+
+        def rendered(html: str, issued_at: datetime, expected: str = expected_html,
+                     pdf: concurrent.futures.Future = future) -> bytes:
+            return pdf.result() if html == expected else render_pdf(html, issued_at)
+
+        written.append(write_invoice_documents(connection, data_dir, number, seller, rendered))
+    return written
 
 
 def verify_documents(connection: duckdb.DuckDBPyConnection, data_dir: Path, number: str) -> RenderedDocument:

@@ -307,3 +307,17 @@ def test_numbers_print_without_locale() -> None:
 def test_an_invalid_invoice_number_never_names_a_file() -> None:
     with pytest.raises(ValueError, match="invalid invoice number"):
         render.pdf_path(Path("/data"), "../../etc/passwd")
+
+
+def test_pdfs_rendered_by_worker_processes_are_the_same_bytes(issued: Path, tmp_path: Path, monkeypatch) -> None:
+    # a big release renders PDFs in spawned processes; the bytes must not depend on where
+    monkeypatch.setattr(render, "PARALLEL_PDF_FROM", 1)
+    monkeypatch.setenv(render.PDF_PROCESSES_ENV, "2")
+    other = make_data_dir(tmp_path / "pooled")
+    with connect(other) as connection:
+        written = render.write_documents(connection, other)
+    assert [document.invoice_number for document in written] == [NUMBER]
+    for suffix in ("html", "pdf"):
+        assert (other / "invoices" / f"{NUMBER}.{suffix}").read_bytes() == \
+            (issued / "invoices" / f"{NUMBER}.{suffix}").read_bytes(), suffix
+    assert stored_hashes(other) == stored_hashes(issued)
