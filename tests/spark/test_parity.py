@@ -2,7 +2,9 @@
 
 The golden table's data (tests/golden: 52 hand-worked scenarios: graduated and volume tiers,
 fixed fees, trials, proration, plan changes, JPY and KWD, half-even cases, filters and every
-aggregation) plus the parity extras in ``tests/spark/extra`` go through the real loaders into
+aggregation) plus the parity extras in ``tests/spark/extra`` (where naive Spark SQL differs: a
+product past 38 digits, decimal division, token counts past 2^31, JSON numbers and booleans as
+text, quotes and backslashes in catalog names) go through the real loaders into
 DuckDB once. Then ONE ``dbt build`` on DuckDB (models and data tests), the landing of raw and
 catalog as Parquet (``dagster_project.billing.engines``), and ONE ``dbt run`` on Spark (dbt-spark's
 ``session`` method, one SparkSession in this process; the data tests already passed on DuckDB on
@@ -247,7 +249,24 @@ def test_spark_mart_equals_duckdb_mart(table: str, db: duckdb.DuckDBPyConnection
 
 def test_every_golden_draft_is_compared(db: duckdb.DuckDBPyConnection) -> None:
     """The drafts cover every currency and aggregation the golden table has."""
-    currencies = {currency for (currency,) in db.execute("select distinct currency from spark.invoice_drafts")}
-    aggregations = {kind for (kind,) in db.execute("select distinct aggregation from spark.usage_by_period")}
+    currencies = {currency for (currency,) in db.execute("select distinct currency from spark.invoice_drafts").fetchall()}
+    aggregations = {kind for (kind,) in db.execute("select distinct aggregation from spark.usage_by_period").fetchall()}
     assert {"USD", "JPY", "KWD"} <= currencies
     assert {"sum", "count", "count_unique", "match", "average", "max"} <= aggregations
+
+
+def test_the_spark_hazards_are_rated_exactly(db: duckdb.DuckDBPyConnection) -> None:
+    """The parity extras (tests/spark/extra) where a naive Spark query differs from DuckDB."""
+    rows = dict(db.execute("""
+        select drafts.subscription_id || ' ' || lines.tier_name, lines.quantity || ' = ' || lines.amount
+        from spark.invoice_line_drafts as lines
+        inner join spark.invoice_drafts as drafts on lines.draft_key = drafts.draft_key
+        where drafts.subscription_id like 'sx%' and lines.kind = 'usage' and lines.tier_name is not null
+    """).fetchall())
+    # quantity x rate = 1554.6149999999999999999995: a naive Spark product says 1554.62
+    assert rows["sx1 All"] == "1259239069.2445205485 = 1554.610"
+    # average of 1, 0, 0: Spark's decimal division alone keeps 0.333333
+    assert rows["sx2 All"] == "0.3333333333 = 3333.330"
+    # 3 x 3,000,000,000 tokens: past 2^31, where an int wraps
+    assert rows["sx4 Beyond"] == "8000000000.0000000000 = 12000.000"
+    assert rows["sx4 Beyond (fixed fee)"] == "1.0000000000 = 2.000"
