@@ -40,7 +40,7 @@ REPORTING_SELECTOR = "tag:reporting"
 def report_inputs(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """FX rates from landing/fx_rates.csv, the run's clock and the catalog's budgets."""
     from contracts.catalog import catalog_dir_of, load_catalog
-    from dagster_project.reporting.inputs import write_report_inputs
+    from dagster_project.reporting.inputs import FxRatesError, write_report_inputs
 
     try:
         catalog = load_catalog(catalog_dir_of(warehouse.root))
@@ -48,7 +48,13 @@ def report_inputs(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         context.log.warning(f"budgets not loaded: {error}")
         catalog = None
     with warehouse.connect() as connection:
-        summary = write_report_inputs(connection, warehouse.root, warehouse.clock(), catalog)
+        try:
+            summary = write_report_inputs(connection, warehouse.root, warehouse.clock(), catalog)
+        except FxRatesError as error:
+            # the run's invoices are issued: report with the last good rates rather than fail it
+            context.log.error(f"{error}; the finance reports keep the last good FX rates")
+            summary = write_report_inputs(connection, warehouse.root, warehouse.clock(), catalog, keep_fx_rates=True)
+            summary["fx_rates_error"] = str(error)
     for key in REPORT_INPUTS:
         yield dg.MaterializeResult(asset_key=key, metadata=summary if key.path[-1] == "fx_rates" else {})
 

@@ -77,10 +77,14 @@ def read_fx_rates(path: Path) -> list[dict]:
 
 
 def write_report_inputs(
-    connection: duckdb.DuckDBPyConnection, data_dir: Path, as_of: datetime, catalog: Catalog | None
+    connection: duckdb.DuckDBPyConnection, data_dir: Path, as_of: datetime, catalog: Catalog | None,
+    keep_fx_rates: bool = False,
 ) -> dict:
-    """Replace reporting.fx_rates, reporting.run_clock and reporting.subscription_budgets."""
-    rates = read_fx_rates(fx_rates_path(data_dir))
+    """Replace reporting.fx_rates, reporting.run_clock and reporting.subscription_budgets.
+
+    ``keep_fx_rates`` leaves the rates of the last good file in place (the file is malformed).
+    """
+    rates = [] if keep_fx_rates else read_fx_rates(fx_rates_path(data_dir))
     budgets = [
         (subscription.id, subscription.budget)
         for subscription in (catalog.subscriptions if catalog else [])
@@ -88,7 +92,8 @@ def write_report_inputs(
     ]
     connection.execute("begin transaction")
     try:
-        connection.execute("delete from reporting.fx_rates")
+        if not keep_fx_rates:
+            connection.execute("delete from reporting.fx_rates")
         connection.execute("delete from reporting.run_clock")
         connection.execute("delete from reporting.subscription_budgets")
         if rates:
@@ -103,4 +108,5 @@ def write_report_inputs(
     except Exception:
         connection.execute("rollback")
         raise
-    return {"fx_rates": len(rates), "budgets": len(budgets), "as_of": as_of.isoformat()}
+    kept = connection.execute("select count(*) from reporting.fx_rates").fetchone()[0]
+    return {"fx_rates": kept, "budgets": len(budgets), "as_of": as_of.isoformat()}

@@ -106,3 +106,19 @@ def test_finance_assets_run_after_the_invoices_in_the_billing_job() -> None:
     job = defs.resolve_job_def("bill_period")
     assert {"reporting__snapshot", "reporting__finance_dashboard", "meterhouse_dbt_reports"} <= {
         node.name for node in job.graph.node_defs}
+
+
+def test_a_malformed_fx_file_keeps_the_last_good_rates(tmp_path: Path) -> None:
+    from dagster_project import warehouse
+    from dagster_project.reporting.inputs import write_report_inputs
+
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "landing" / "fx_rates.csv").write_text("currency,usd_per_unit,valid_from\nEUR,1.1,2026-01-01\n")
+    with warehouse.connect(tmp_path) as connection:
+        assert write_report_inputs(connection, tmp_path, datetime(2026, 11, 1), None)["fx_rates"] == 1
+        (tmp_path / "landing" / "fx_rates.csv").write_text("currency,usd_per_unit,valid_from\nEUR,abc,2026-01-01\n")
+        with pytest.raises(FxRatesError):
+            write_report_inputs(connection, tmp_path, datetime(2026, 11, 2), None)
+        summary = write_report_inputs(connection, tmp_path, datetime(2026, 11, 2), None, keep_fx_rates=True)
+        assert summary["fx_rates"] == 1
+        assert connection.execute("select as_of from reporting.run_clock").fetchall() == [(datetime(2026, 11, 2),)]
