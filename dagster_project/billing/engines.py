@@ -11,7 +11,8 @@ Python wrote into ``warehouse.duckdb``. Spark cannot, so for the Spark path:
    and the models write Parquet tables under ``<lake>/warehouse/<schema>.db/``;
 3. :func:`publish_marts` copies the mart tables back into ``warehouse.duckdb`` (schema ``marts``),
    where the invoicing step, the CLI and the dashboards read them: what is published stays on
-   DuckDB whichever engine rated it.
+   DuckDB whichever engine rated it. The event-level intermediate tables stay in the lake, as
+   DuckDB views over their Parquet files (the release gate and invoice lineage read them).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ EMPTY_PARTITION = "1970-01-01"
 LANDED_SCHEMAS = ("raw", "catalog")
 # the schema of the dbt outputs copied back into DuckDB
 PUBLISHED_SCHEMA = "marts"
+# the event-level dbt tables DuckDB reads in place, as views over the lake
+LAKE_VIEW_SCHEMA = "intermediate"
 SPARK_TARGET = "spark"
 
 
@@ -181,28 +184,47 @@ def parquet_select(connection: duckdb.DuckDBPyConnection, folder: Path) -> str:
     return f"select {', '.join(selected)} from {source}"
 
 
-def publish_marts(connection: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:
-    """Replace ``marts.<table>`` in DuckDB with each mart table Spark wrote, in one transaction.
+def _drop_other_kind(connection: duckdb.DuckDBPyConnection, schema: str, name: str, keep: str) -> None:
+    """Drop ``schema.name`` if it exists as the other kind (a table where a view goes, or back):
+    a data dir rated by one engine and then the other has the other engine's relations."""
+    existing = connection.execute(
+        "select table_type from information_schema.tables where table_catalog = current_database()"
+        " and table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchone()
+    if existing is None:
+        return
+    kind = "VIEW" if existing[0] == "VIEW" else "TABLE"
+    if kind != keep:
+        connection.execute(f"drop {kind.lower()} {_quote(schema)}.{_quote(name)}")
 
-    Only dbt's marts come from Spark: the invoice ledger (``marts.invoices``,
-    ``marts.invoice_lines``) has no dbt model, so it is never among them.
+
+def publish_marts(connection: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:
+    """Bring Spark's results to DuckDB, in one transaction; returns ``schema.table`` names.
+
+    - ``marts``: each mart table is copied into ``warehouse.duckdb`` (one row per draft, line,
+      metric: small at any scale), where the invoicing step, the CLI and the reports read it. The
+      invoice ledger (``marts.invoices``, ``marts.invoice_lines``) has no dbt model, so it is never
+      among them.
+    - ``intermediate``: the event-level tables (``int_events_attributed``, ...), read by the release
+      gate's checks and by invoice lineage, become DuckDB views over the lake's Parquet files:
+      queried in place, never copied.
     """
-    folders = spark_table_folders(lake)
+    published = []
     connection.execute("begin")
     try:
-        for table, folder in folders.items():
-            relation = f"{_quote(PUBLISHED_SCHEMA)}.{_quote(table)}"
-            existing = connection.execute(
-                "select table_type from information_schema.tables where table_catalog = current_database()"
-                " and table_schema = ? and table_name = ?",
-                [PUBLISHED_SCHEMA, table],
-            ).fetchone()
-            if existing is not None and existing[0] == "VIEW":
-                # a view on DuckDB (dbt's rejected_events) is a table on Spark
-                connection.execute(f"drop view {relation}")
-            connection.execute(f"create or replace table {relation} as {parquet_select(connection, folder)}")
+        for schema, copy in ((PUBLISHED_SCHEMA, True), (LAKE_VIEW_SCHEMA, False)):
+            folders = spark_table_folders(lake, schema)
+            if folders:
+                connection.execute(f"create schema if not exists {_quote(schema)}")
+            for table, folder in folders.items():
+                relation = f"{_quote(schema)}.{_quote(table)}"
+                _drop_other_kind(connection, schema, table, "TABLE" if copy else "VIEW")
+                kind = "table" if copy else "view"
+                connection.execute(f"create or replace {kind} {relation} as {parquet_select(connection, folder)}")
+                published.append(f"{schema}.{table}")
         connection.execute("commit")
     except Exception:
         connection.execute("rollback")
         raise
-    return list(folders)
+    return published

@@ -116,7 +116,25 @@ def test_published_marts_come_back_with_naive_utc_timestamps(tmp_path: Path) -> 
         rejected = connection.execute(
             "select table_type from information_schema.tables where table_schema = 'marts' and table_name = 'rejected_events'"
         ).fetchall()
-    assert published == ["rejected_events", "usage_by_period"]
+    assert published == ["marts.rejected_events", "marts.usage_by_period"]
     assert rows == [("d1", datetime(2026, 10, 1), Decimal("1.0000000001"))]
     assert types == ["VARCHAR", "TIMESTAMP", "DECIMAL(21,10)"]
     assert rejected == [("BASE TABLE",)]
+
+
+def test_event_level_tables_stay_in_the_lake_as_views(tmp_path: Path) -> None:
+    lake = engines.lake_path(tmp_path)
+    folder = engines.spark_warehouse_path(lake) / "intermediate.db" / "int_events_attributed"
+    folder.mkdir(parents=True)
+    with connect(tmp_path) as connection:
+        connection.execute(f"copy (select 't1' as transaction_id) to '{folder}/part-0.parquet' (format parquet)")
+        # left by an earlier run on DuckDB
+        connection.execute("create schema intermediate")
+        connection.execute("create table intermediate.int_events_attributed as select 'old' as transaction_id")
+        published = engines.publish_marts(connection, lake)
+        kind = connection.execute(
+            "select table_type from information_schema.tables where table_schema = 'intermediate'"
+        ).fetchall()
+        rows = connection.execute("select * from intermediate.int_events_attributed").fetchall()
+    assert published == ["intermediate.int_events_attributed"]
+    assert (kind, rows) == ([("VIEW",)], [("t1",)])
