@@ -138,3 +138,15 @@ def test_event_level_tables_stay_in_the_lake_as_views(tmp_path: Path) -> None:
         rows = connection.execute("select * from intermediate.int_events_attributed").fetchall()
     assert published == ["intermediate.int_events_attributed"]
     assert (kind, rows) == ([("VIEW",)], [("t1",)])
+
+
+def test_without_java_the_parity_suite_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.spark import test_parity
+
+    monkeypatch.setattr(test_parity.shutil, "which", lambda *args, **kwargs: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no `java`"):
+        test_parity.require_spark()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        test_parity.require_spark()
