@@ -50,7 +50,7 @@ browser:
 
 test: install lint browser
 	# two workers for the two cores; a file (or an xdist_group, see tests/conftest.py) stays on one worker
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+	$(BIN)/pytest -q -n 2 --dist loadgroup --durations=25
 
 # Known vulnerabilities in every package pinned in uv.lock (pip-audit); see docs/reliability.md.
 # An unreachable vulnerability service warns and passes, unless AUDIT_REQUIRE_NETWORK=1.

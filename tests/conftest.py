@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# pytest-xdist workers run under execnet, whose __main__ has neither __spec__ nor __file__.
+# pyspark (installed with the spark extra, imported by great_expectations) takes that for its own
+# doctest run and calls sys.exit(0) on import, which would fail every in-process billing run.
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "<pytest-xdist worker>"
 
 
 @pytest.fixture(autouse=True, scope="session")
