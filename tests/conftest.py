@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-# pytest-xdist workers run under execnet, whose __main__ has neither __spec__ nor __file__.
-# pyspark (installed with the spark extra, imported by great_expectations) takes that for its own
-# doctest run and calls sys.exit(0) on import, which would fail every in-process billing run.
-_main = sys.modules["__main__"]
-if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
-    _main.__file__ = "<pytest-xdist worker>"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -78,7 +70,7 @@ def write_jsonl(path: Path, lines: list[dict | str]) -> Path:
 # fixtures run once); files that share the reliability harness's reference run (one real billing
 # run with Stripe and SMTP state in this process) name the group "reference" and stay together.
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # as each test is collected: xdist turns groups into node ids in its collection_modifyitems
+    if item.get_closest_marker("xdist_group") is None:
+        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

@@ -6,14 +6,23 @@ makes GX name the failing rows, so a failure holds exactly the drafts it concern
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import sys
 from pathlib import Path
 
-import great_expectations as gx
-import great_expectations.expectations as gxe
-import pandas as pd
+# great_expectations imports pyspark.sql.connect when pyspark (the spark extra) is installed. Without
+# Spark Connect's grpc client, pyspark takes a __main__ without __file__ (``python -c``, pytest-xdist
+# workers) for its own doctest run and calls sys.exit(0) on that import. Meterhouse never uses Spark
+# Connect: mark it unavailable, so the import fails as an ImportError, which GX handles.
+if importlib.util.find_spec("pyspark") is not None and importlib.util.find_spec("grpc") is None:
+    sys.modules.setdefault("pyspark.sql.connect", None)
 
-from dagster_project.quality.gate import CheckOutcome
+import great_expectations as gx  # noqa: E402
+import great_expectations.expectations as gxe  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from dagster_project.quality.gate import CheckOutcome  # noqa: E402
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
