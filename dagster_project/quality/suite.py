@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 # great_expectations imports pyspark.sql.connect when pyspark (the spark extra) is installed. Without
-# Spark Connect's grpc client, pyspark takes a __main__ without __file__ (``python -c``, pytest-xdist
-# workers) for its own doctest run and calls sys.exit(0) on that import. Meterhouse never uses Spark
-# Connect: mark it unavailable, so the import fails as an ImportError, which GX handles.
-if importlib.util.find_spec("pyspark") is not None and importlib.util.find_spec("grpc") is None:
+# all of Spark Connect's client packages, pyspark takes a __main__ without __file__ (``python -c``,
+# pytest-xdist workers) for its own doctest run and calls sys.exit(0) on that import. Meterhouse
+# never uses Spark Connect: mark it unavailable, so the import fails as an ImportError, which GX handles.
+if importlib.util.find_spec("pyspark") is not None:
     sys.modules.setdefault("pyspark.sql.connect", None)
 
 import great_expectations as gx  # noqa: E402
