@@ -29,6 +29,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -124,19 +125,22 @@ def _linked_copy(source: Path, target: Path) -> None:
 
 def _run_measured(command: list[str], env: dict | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of the process tree; raises when the command fails."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    root = psutil.Process(process.pid)
-    peak = 0
-    while process.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    wall = time.perf_counter() - started
-    output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+    # output to a file, not a pipe: nobody reads a pipe while we sample, and a full one blocks the run
+    with tempfile.TemporaryFile() as output_file:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=output_file, stderr=subprocess.STDOUT)
+        root = psutil.Process(process.pid)
+        peak = 0
+        while process.poll() is None:
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+        wall = time.perf_counter() - started
+        output_file.seek(0)
+        output = output_file.read().decode(errors="replace")
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{output[-2000:]}")
     return wall, peak / 1e6
