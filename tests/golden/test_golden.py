@@ -14,22 +14,20 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
-from dbt.cli.main import dbtRunner
 
 from dagster_project.catalog.loader import load_catalog_into
 from dagster_project.ingest.loader import LoadReport, load_new_files
 from dagster_project.warehouse import connect, warehouse_path
+from tests.dbt.test_models import release_warehouse, run_dbt  # noqa: F401 (release_warehouse: tests/spark)
 
 GOLDEN = Path(__file__).resolve().parent
 DBT_DIR = GOLDEN.parents[1] / "dbt"
@@ -46,38 +44,6 @@ def _read_csv(name: str) -> list[dict[str, str]]:
 EXPECTED_LINES = _read_csv("expected_lines.csv")
 EXPECTED_UNBILLED = _read_csv("expected_unbilled.csv")
 SCENARIOS = list(dict.fromkeys(row["scenario"] for row in EXPECTED_LINES))
-
-
-# --------------------------------------------------------------------------------------------
-# running dbt in-process (the pattern of tests/dbt/test_models.py)
-# --------------------------------------------------------------------------------------------
-
-
-def run_dbt(args: list[str], warehouse: Path, target: Path) -> Any:
-    previous = os.environ.get("METERHOUSE_WAREHOUSE")
-    os.environ["METERHOUSE_WAREHOUSE"] = str(warehouse)
-    try:
-        return dbtRunner().invoke([
-            *args, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
-            "--target-path", str(target), "--log-path", str(target / "logs"), "--quiet",
-        ])
-    finally:
-        release_warehouse()
-        if previous is None:
-            os.environ.pop("METERHOUSE_WAREHOUSE", None)
-        else:
-            os.environ["METERHOUSE_WAREHOUSE"] = previous
-
-
-def release_warehouse() -> None:
-    """dbt-duckdb keeps its DuckDB connection open in-process after an invocation; close it so
-    the test can open the file itself."""
-    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-
-    environment = DuckDBConnectionManager._ENV
-    if environment is not None:
-        environment.close()
-    DuckDBConnectionManager.close_all_connections()
 
 
 @dataclass
