@@ -10,10 +10,12 @@ DBT_SOURCES := $(shell find dbt -name '*.sql' -o -name '*.yml' 2>/dev/null | gre
 
 .PHONY: install demo test lint clean-data audit reliability bench browser
 
-# Reinstall only when the lock or the project metadata changed.
+# Reinstall only when the lock or the project metadata changed. Bytecode is compiled at install:
+# where PYTHONDONTWRITEBYTECODE is set (this sandbox and its CI), every process would otherwise
+# compile dagster, dbt and great_expectations from source, seconds per process.
 $(VENV)/.installed: pyproject.toml uv.lock
 	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
+	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet --compile-bytecode
 	touch $@
 
 # The dbt manifest is prepared at build time, not at import (dagster-dbt reads it).

@@ -7,6 +7,11 @@ only when Dagster itself is already imported, as it is when Dagster loads this m
 """
 
 import sys
+import warnings
+
+# Dagster marks two features Meterhouse relies on as beta/preview (a single-run backfill policy,
+# partitioned blocking asset checks): known and pinned (dagster==1.13.27), not news on every run.
+warnings.filterwarnings("ignore", message=r".* is currently in (beta|preview)")
 
 if "dagster" in sys.modules:
     from dagster_project.definitions import defs  # noqa: F401

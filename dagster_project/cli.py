@@ -423,9 +423,11 @@ def ui(
     """Start the Dagster UI on the project."""
     import subprocess
 
+    from dagster_project.lib.event_log import write_instance_config
+
     root = settings.data_dir(data_dir)
     environment = {**os.environ, settings.DATA_DIR_ENV: str(root), "DAGSTER_HOME": str(root / ".dagster")}
-    (root / ".dagster").mkdir(parents=True, exist_ok=True)
+    write_instance_config(root / ".dagster")
     executable = Path(sys.executable).parent / "dagster"
     raise typer.Exit(
         subprocess.call(

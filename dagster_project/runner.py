@@ -33,11 +33,11 @@ def _bill(root: Path, partition_key: str, as_of: str, log_level: str, last_parti
     """
     from dagster_project.definitions import build_defs
     from dagster_project.invoicing.assets import INVOICES
+    from dagster_project.lib.event_log import write_instance_config
 
     home = root / ".dagster"
-    home.mkdir(parents=True, exist_ok=True)
-    # an empty dagster.yaml: the default local storage, said explicitly (Dagster warns otherwise)
-    (home / "dagster.yaml").touch()
+    # Dagster's SQLite storage, with an event log that keeps its connections (lib/event_log.py)
+    write_instance_config(home)
     # the unpartitioned ingest and catalog assets have no backfill policy beside the partitioned
     # assets' single-run one; Dagster's notice about choosing between them is noise here
     warnings.filterwarnings("ignore", message="Asset job bill_period materializes assets with varying")

@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from dagster_project import settings, warehouse
-from dagster_project.billing import engines
+from dagster_project.billing import dbt_inprocess, engines
 from dagster_project.lib.faults import fault_point
 from dagster_project.partitions import monthly_billing_periods
 from dagster_project.resources import WarehouseResource
@@ -42,11 +42,10 @@ class MeterhouseTranslator(DagsterDbtTranslator):
 )
 def meterhouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """One `dbt build` for the whole selection: models and their tests in a single invocation."""
-    # dbt runs as a subprocess and finds the warehouse through its profile's env_var
+    # dbt finds the warehouse through its profile's env_var
     os.environ[settings.WAREHOUSE_ENV] = str(warehouse_path_of(warehouse))
     # Every run re-rates every period (late events re-rate whole periods), so the partition needs no
-    # --vars. dbt's partial parsing is keyed on the profile, which holds the warehouse path: one
-    # target directory per data dir lets every run after the first skip the full parse (~10 s).
+    # --vars. dbt's artifacts and log go to the data dir, not the shared project folder.
     target = warehouse.root / ".dbt" / "target"
     fault_point("rating.before_dbt")
     # dbt unit tests check the SQL, not the data: they run in `make test` (tests/dbt), not on every bill
@@ -54,8 +53,11 @@ def meterhouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource
     # engine (issue 9, billing/engines.py): METERHOUSE_ENGINE=spark lands raw + catalog as Parquet,
     # rates on dbt's `spark` target and publishes the marts back into DuckDB; duckdb changes nothing
     engine = engines.prepare(warehouse.root)
-    target = engine.target_path() if engine.engine != "duckdb" else target
-    yield from dbt.cli([*build, *engine.dbt_args()], context=context, target_path=target).stream()
+    if engine.engine == "duckdb":
+        # in process: no dbt start-up or parse per run (billing/dbt_inprocess.py)
+        yield from dbt_inprocess.stream_build(context, build, target_path=target)
+    else:
+        yield from dbt.cli([*build, *engine.dbt_args()], context=context, target_path=engine.target_path()).stream()
     engine.publish()
     fault_point("rating.after_dbt")
 

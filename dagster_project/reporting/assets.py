@@ -11,9 +11,10 @@ import os
 import time
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import dbt_assets
 
 from dagster_project import settings, warehouse
+from dagster_project.billing import dbt_inprocess
 from dagster_project.billing.assets import MeterhouseTranslator, dbt_project
 from dagster_project.invoicing.assets import INVOICE_LINES, INVOICES
 from dagster_project.payments.assets import PAYMENTS
@@ -71,18 +72,17 @@ class ReportingTranslator(MeterhouseTranslator):
     name="meterhouse_dbt_reports",
     dagster_dbt_translator=ReportingTranslator(),
 )
-def meterhouse_dbt_reports(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+def meterhouse_dbt_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """The finance marts, built once the period's invoices are in the ledger. A failure is
     logged, not raised: the invoices of this run are already issued and must be reported so."""
     os.environ[settings.WAREHOUSE_ENV] = str(warehouse_module_path(warehouse))
     target = warehouse.root / ".dbt" / "target"
-    invocation = dbt.cli(["build"], context=context, target_path=target, raise_on_error=False)
     try:
-        yield from invocation.stream()
+        succeeded = yield from dbt_inprocess.stream_build(context, ["build"], target_path=target, raise_on_error=False)
     except Exception as error:  # e.g. a manifest older than the project: report, do not undo the run
         context.log.error(f"finance marts: {type(error).__name__}: {error}; run `dbt parse` (make install)")
         return
-    if not invocation.is_successful():
+    if not succeeded:
         context.log.error("finance marts: dbt build failed; the snapshot keeps the tables that were built "
                           f"(dbt log: {target})")
 

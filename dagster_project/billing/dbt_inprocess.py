@@ -1,0 +1,168 @@
+"""dbt inside the Dagster process: one parse per process, every build reuses the parsed manifest.
+
+``DbtCliResource.cli`` starts a ``dbt`` subprocess per invocation; on a small period that fixed
+cost (interpreter and dbt import, ``dbt --version``, adapter set-up, the partial-parse check)
+was most of a billing run's dbt time (docs/performance.md). Here dbt runs through ``dbtRunner``
+with a manifest parsed once per process, and each result event of dbt's structured log is turned
+into Dagster events by dagster-dbt's own ``DbtCoreCliEventMessage``: the same materializations
+and asset-check results as the CLI path, from the same selection (dagster-dbt computes it from
+the run's asset subset).
+
+Partial parsing is keyed on the profile, and the profile names the warehouse path, so the parse
+runs with ``METERHOUSE_WAREHOUSE`` unset and reads the ``partial_parse.msgpack`` that
+``make install`` left in ``dbt/target`` (copied, since that folder is shared by every data dir);
+only the build connects, with the path of the data dir at hand.
+
+The DuckDB engine only: dbt-spark's session method starts a JVM inside dbt, which stays a
+subprocess (``billing/engines.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from dagster_project import settings, warehouse
+
+# dbt's structured-log events that carry one node's result (what dagster-dbt turns into events)
+RESULT_EVENTS = frozenset({"LogSeedResult", "LogModelResult", "LogSnapshotResult", "LogTestResult"})
+_PARSED: dict[Path, Any] = {}
+_PARSE_LOCK = threading.Lock()
+
+
+class DbtInvocationError(RuntimeError):
+    """dbt failed: a node errored, or dbt itself could not run."""
+
+
+def _project_args(target_path: Path) -> list[str]:
+    project_dir = str(settings.DBT_PROJECT_DIR)
+    return ["--project-dir", project_dir, "--profiles-dir", project_dir, "--target-path", str(target_path),
+            "--log-path", str(target_path)]
+
+
+@contextmanager
+def _without_env(name: str):
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved
+
+
+def parsed_manifest(scratch_dir: Path):
+    """The project's manifest, parsed once per process (partially, from the build-time parse)."""
+    from dbt.cli.main import dbtRunner
+
+    project_dir = settings.DBT_PROJECT_DIR
+    with _PARSE_LOCK:
+        if project_dir in _PARSED:
+            return _PARSED[project_dir]
+        scratch_dir.mkdir(parents=True, exist_ok=True)
+        seed = project_dir / "target" / "partial_parse.msgpack"
+        if seed.exists():
+            shutil.copyfile(seed, scratch_dir / seed.name)
+        # the profile's env vars are part of the partial-parse key; parsing connects to nothing
+        with _without_env(settings.WAREHOUSE_ENV), _without_env(warehouse.MEMORY_LIMIT_ENV):
+            result = dbtRunner().invoke(["--quiet", "parse", *_project_args(scratch_dir), "--no-write-json"])
+        if not result.success or result.result is None:
+            raise DbtInvocationError(f"dbt parse failed: {result.exception or 'see ' + str(scratch_dir)}")
+        _PARSED[project_dir] = result.result
+        return result.result
+
+
+def release_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open in the process between invocations, so this
+    process's own connections (another configuration) and other processes can open the file."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        if DuckDBConnectionManager._ENV is not None:
+            DuckDBConnectionManager._ENV.close()
+            DuckDBConnectionManager._ENV = None
+
+
+def stream_build(
+    context: dg.AssetExecutionContext,
+    args: Sequence[str],
+    target_path: Path,
+    raise_on_error: bool = True,
+) -> Iterator[Any]:
+    """Run ``dbt <args>`` for the context's asset subset and yield its Dagster events as nodes finish.
+
+    Returns (as the generator's value) whether every node succeeded; raises
+    :class:`DbtInvocationError` on failure when ``raise_on_error``.
+    """
+    from dagster_dbt.asset_utils import (
+        DBT_INDIRECT_SELECTION_ENV,
+        extract_runtime_selection_from_args,
+        get_updated_cli_invocation_params_for_context,
+    )
+    from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
+    from dbt.cli.main import dbtRunner
+    from dbt_common.events.functions import msg_to_dict
+
+    cleaned, selects, excludes = extract_runtime_selection_from_args(list(args))
+    params = get_updated_cli_invocation_params_for_context(
+        context=context, manifest={}, dagster_dbt_translator=None,
+        runtime_selects=selects, runtime_excludes=excludes,
+    )
+    if params.dbt_project is not None and Path(params.dbt_project.project_dir) != settings.DBT_PROJECT_DIR:
+        # dagster-dbt copied the project for a selector file (a very large UI subset): not this path
+        raise DbtInvocationError("asset selection too large for the in-process dbt runner; select fewer assets")
+    indirect = ["--indirect-selection", params.indirect_selection] if params.indirect_selection else []
+    if params.indirect_selection:
+        os.environ.pop(DBT_INDIRECT_SELECTION_ENV, None)
+    manifest = parsed_manifest(target_path.parent / "parse")
+
+    events: queue.Queue = queue.Queue()
+    done = object()
+
+    def collect(message) -> None:
+        if message.info.name in RESULT_EVENTS:
+            events.put(msg_to_dict(message))
+
+    outcome: dict[str, Any] = {}
+
+    def invoke() -> None:
+        try:
+            outcome["result"] = dbtRunner(manifest=manifest, callbacks=[collect]).invoke(
+                ["--quiet", *cleaned, *_project_args(target_path), *indirect, *params.selection_args]
+            )
+        except BaseException as error:  # surfaced in the asset's thread below
+            outcome["error"] = error
+        finally:
+            release_duckdb()
+            events.put(done)
+
+    worker = threading.Thread(target=invoke, name="dbt", daemon=True)
+    worker.start()
+    while (raw := events.get()) is not done:
+        yield from DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={}).to_default_asset_events(
+            manifest=params.manifest, dagster_dbt_translator=params.dagster_dbt_translator,
+            context=context, target_path=target_path,
+        )
+    worker.join()
+    if "error" in outcome:
+        raise DbtInvocationError(f"dbt {' '.join(cleaned)}: {outcome['error']}") from outcome["error"]
+    result = outcome["result"]
+    succeeded = bool(result.success)
+    if not succeeded and raise_on_error:
+        detail = result.exception or _first_failure(result)
+        raise DbtInvocationError(f"dbt {' '.join(cleaned)} failed: {detail} (dbt log: {target_path / 'dbt.log'})")
+    return succeeded
+
+
+def _first_failure(result) -> str:
+    for node in getattr(result.result, "results", None) or []:
+        if str(node.status) in {"error", "fail"}:
+            return f"{node.node.unique_id}: {(node.message or '').strip().splitlines()[0] if node.message else node.status}"
+    return "see the dbt log"

@@ -1,0 +1,138 @@
+"""dbt inside the Dagster process (billing/dbt_inprocess.py) and the instance's event log
+(lib/event_log.py): what Dagster records, what a failing dbt test does, and that the warehouse
+file is free once dbt is done."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from dagster_project.definitions import build_defs
+from dagster_project.lib.event_log import FastSqliteEventLogStorage, write_instance_config
+from dagster_project.runner import bill_partition
+from tests.conftest import REPO_ROOT, event, spread, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+AS_OF = "2026-11-02T00:00:00"
+CATALOG = """
+products:
+  - id: docsum-summaries
+    name: DocSum Summaries
+    recurring_charge: "199.00"
+    payment: external
+    metrics:
+      - name: Summaries
+        element: requests
+        tiers:
+          - {name: "First 1,000", up_to: 1000, unit_rate: "1.50"}
+          - {name: "1,000+", up_to: null, unit_rate: "1.35"}
+subscribers:
+  - {id: alice, email: alice@acme.example}
+subscriptions:
+  - {id: sub-alice, subscriber: alice, product: docsum-summaries, start: 2026-10-01T00:00:00Z}
+"""
+METRICS = dg.AssetKey(["staging", "stg_catalog__metrics"])
+TIER_MODE_TEST = "accepted_values_stg_catalog__metrics_tier_mode__graduated__volume"
+
+
+def _manifest_nodes() -> list[dict]:
+    manifest = json.loads((REPO_ROOT / "dbt" / "target" / "manifest.json").read_text(encoding="utf-8"))
+    return list(manifest["nodes"].values())
+
+
+@pytest.fixture(scope="module")
+def billed(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("inprocess")
+    (root / "catalog").mkdir()
+    (root / "catalog" / "catalog.yaml").write_text(CATALOG, encoding="utf-8")
+    moments = spread(12, datetime(2026, 10, 1), datetime(2026, 11, 1))
+    write_jsonl(root / "landing" / "events" / "2026-10.jsonl",
+                [event(f"e-{index}", moment, "alice", "DocSum Summaries") for index, moment in enumerate(moments)])
+    result = bill_partition(root, "2026-10-01", AS_OF)
+    with dg.DagsterInstance.from_config(str(root / ".dagster")) as instance:
+        records = instance.all_logs(result["run_id"])
+        storage = type(instance.event_log_storage)
+    materialized = {r.dagster_event.asset_key for r in records
+                    if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION}
+    checks = [r.dagster_event.event_specific_data for r in records
+              if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+    return {"root": root, "result": result, "materialized": materialized, "checks": checks, "storage": storage}
+
+
+def test_every_dbt_model_and_data_test_of_the_run_reaches_dagster(billed: dict) -> None:
+    nodes = _manifest_nodes()
+    models = {dg.AssetKey([n["schema"], n.get("alias") or n["name"]]) for n in nodes if n["resource_type"] == "model"}
+    # the rating models and the finance marts (second invocation): every one materialized
+    assert models <= billed["materialized"]
+    dbt_tests = {n["name"] for n in nodes if n["resource_type"] == "test" and n.get("attached_node")}
+    evaluated = {check.check_name: check.passed for check in billed["checks"]}
+    assert dbt_tests <= set(evaluated), sorted(dbt_tests - set(evaluated))[:5]
+    assert all(evaluated[name] for name in dbt_tests)
+
+
+def test_the_warehouse_is_free_for_another_writer_once_dbt_is_done(billed: dict) -> None:
+    # dbt-duckdb keeps its database open in the process between invocations; the runner closes it,
+    # so while this (billing) process lives, another process can open the file for writing
+    script = ("import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+              "c.execute('create temp table probe as select 1 as one'); print(c.execute('select one from probe').fetchone()[0])")
+    probe = subprocess.run([sys.executable, "-c", script, str(billed["root"] / "warehouse.duckdb")],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "1"
+
+
+def test_the_event_log_keeps_its_connections_and_its_files(billed: dict, tmp_path: Path) -> None:
+    assert billed["storage"] is FastSqliteEventLogStorage
+    # a data dir made before (an empty dagster.yaml, Dagster's defaults) keeps its run history
+    home = tmp_path / ".dagster"
+    home.mkdir()
+    (home / "dagster.yaml").touch()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        old = dg.materialize([_probe_asset], instance=instance)
+    write_instance_config(home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.event_log_storage) is FastSqliteEventLogStorage
+        assert instance.get_run_by_id(old.run_id) is not None
+        assert any(r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+                   for r in instance.all_logs(old.run_id))
+        new = dg.materialize([_probe_asset], instance=instance)
+    # written through kept connections, read back by a fresh instance
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert {run.run_id for run in instance.get_runs()} == {old.run_id, new.run_id}
+        assert instance.get_latest_materialization_event(dg.AssetKey("probe")).run_id == new.run_id
+
+
+@dg.asset(name="probe")
+def _probe_asset() -> None:
+    return None
+
+
+def test_a_failing_dbt_test_fails_the_dbt_step_and_is_named(billed: dict, tmp_path: Path) -> None:
+    root = tmp_path / "broken"
+    shutil.copytree(billed["root"], root, ignore=shutil.ignore_patterns(".dagster"))
+    with duckdb.connect(str(root / "warehouse.duckdb")) as connection:
+        connection.execute("update catalog.metrics set tier_mode = 'stepwise'")
+    # a subset of the dbt assets: dagster-dbt's own selection, run in process
+    job = build_defs(data_dir=str(root), as_of=AS_OF).resolve_job_def("bill_period")
+    write_instance_config(root / ".dagster")
+    with dg.DagsterInstance.from_config(str(root / ".dagster")) as instance:
+        result = job.execute_in_process(partition_key="2026-10-01", instance=instance, raise_on_error=False,
+                                        asset_selection=[METRICS])
+        evaluations = [e.asset_check_evaluation_data for e in result.all_events
+                       if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+    assert not result.success
+    failed = [e.check_name for e in evaluations if not e.passed]
+    assert failed == [TIER_MODE_TEST]
+    # only the selected model and its tests ran
+    assert {e.asset_key for e in evaluations} == {METRICS}
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert TIER_MODE_TEST in failure.step_failure_data.error.to_string()
