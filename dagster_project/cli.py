@@ -426,9 +426,14 @@ def ui(
     from dagster_project.lib.event_log import write_instance_config
 
     root = settings.data_dir(data_dir)
-    environment = {**os.environ, settings.DATA_DIR_ENV: str(root), "DAGSTER_HOME": str(root / ".dagster")}
+    bin_dir = Path(sys.executable).parent
+    environment = {
+        **os.environ, settings.DATA_DIR_ENV: str(root), "DAGSTER_HOME": str(root / ".dagster"),
+        # dagster-dbt looks for `dbt` on PATH when `dagster dev` loads the project; .venv/bin need not be there
+        "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]),
+    }
     write_instance_config(root / ".dagster")
-    executable = Path(sys.executable).parent / "dagster"
+    executable = bin_dir / "dagster"
     raise typer.Exit(
         subprocess.call(
             [str(executable), "dev", "-m", "dagster_project.definitions", "-p", str(port)], env=environment

@@ -5,9 +5,14 @@ file is free once dbt is done."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -136,3 +141,48 @@ def test_a_failing_dbt_test_fails_the_dbt_step_and_is_named(billed: dict, tmp_pa
     assert {e.asset_key for e in evaluations} == {METRICS}
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert TIER_MODE_TEST in failure.step_failure_data.error.to_string()
+
+
+def test_the_ui_lists_the_billing_runs(billed: dict, tmp_path: Path) -> None:
+    """`meterhouse ui` reads the same instance (dagster.yaml and event log) as the billing run."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # as a user starts it: .venv/bin need not be on PATH (dagster-dbt looks for `dbt` there)
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    log = tmp_path / "ui.log"
+    ui = subprocess.Popen([sys.executable, "-m", "dagster_project", "ui", "--data-dir", str(billed["root"]),
+                           "--port", str(port)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                          start_new_session=True)
+    try:
+        query = json.dumps({"query": "{ runsOrError { ... on Runs { results { runId status } } } "
+                                     "workspaceOrError { ... on Workspace { locationEntries { "
+                                     "locationOrLoadError { __typename ... on PythonError { message } } } } } }"}).encode()
+        answer: dict | None = None
+        deadline = time.monotonic() + 180
+        while not _loaded(answer) and time.monotonic() < deadline and ui.poll() is None:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    answer = json.loads(response.read())["data"]
+            except OSError:
+                time.sleep(1)
+        assert _loaded(answer), log.read_text(errors="replace")[-2000:]
+        assert {"runId": billed["result"]["run_id"], "status": "SUCCESS"} in answer["runsOrError"]["results"]
+        # the project loads in the UI's code server (definitions, dbt manifest), not only the run history
+        locations = [entry["locationOrLoadError"] for entry in answer["workspaceOrError"]["locationEntries"]]
+        assert [location["__typename"] for location in locations] == ["RepositoryLocation"], locations
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        try:
+            ui.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()
+
+
+def _loaded(answer: dict | None) -> bool:
+    """The UI answered and its code location finished loading (or failed to)."""
+    entries = ((answer or {}).get("workspaceOrError") or {}).get("locationEntries") or []
+    return bool(entries) and all(entry["locationOrLoadError"] is not None for entry in entries)
