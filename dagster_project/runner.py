@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy.exc
 
 
 def bill_partition(
@@ -51,13 +52,20 @@ def _bill(root: Path, partition_key: str, as_of: str, log_level: str, last_parti
             }}
         else:
             partition = {"partition_key": partition_key}
-        result = job.execute_in_process(
-            **partition,
-            instance=instance,
-            raise_on_error=False,
-            # the run's full event log stays in the instance (`meterhouse ui`); the terminal gets warnings only
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        )
+        try:
+            result = job.execute_in_process(
+                **partition,
+                instance=instance,
+                raise_on_error=False,
+                # the run's full event log stays in the instance (`meterhouse ui`); the terminal gets warnings only
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            )
+        except sqlalchemy.exc.OperationalError as error:
+            # the run history (SQLite) failed, e.g. a full disk: name the place, not only SQLite's words
+            reason = str(error.orig)
+            if "disk is full" in reason:
+                reason = f"No space left on device ({reason})"
+            raise RuntimeError(f"{home}: the run's history could not be written: {reason}") from error
         if not result.success:
             raise RuntimeError(_failure_reason(result))
         issued: list[str] = []

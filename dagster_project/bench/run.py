@@ -7,7 +7,7 @@ the tutorial's two products with ``max(5, n // 2000)`` subscriptions, so 20 M ev
 
 * **pipeline**: ``meterhouse bill --period 2026-10`` in a fresh data dir whose landing files are
   hard links to the cache (no copy), as a subprocess: wall time from CLI start to invoices written,
-  and the peak RSS of the whole process tree (Dagster, the dbt subprocess), sampled every 50 ms;
+  and the peak RSS of the whole process tree (Dagster with dbt inside it, PDF workers), sampled every 50 ms;
 * **baseline**: a fresh Python running DuckDB's ``read_json`` over the same files and a group-by
   subscriber and product (count, sum of tokens and cost): what the data costs to scan at all.
 

@@ -77,9 +77,14 @@ def publish_snapshot(connection: duckdb.DuckDBPyConnection, data_dir: Path, as_o
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+    current = root / "current"
+    if current.is_dir() and not current.is_symlink():
+        # a data dir copied without its symbolic links (cp -r, shutil.copytree): `current` is a
+        # plain copy of a snapshot, which a symlink cannot replace in one rename
+        shutil.rmtree(current)
     link = root / f".current-{stamp}"
     os.symlink(stamp, link)
-    os.replace(link, root / "current")
+    os.replace(link, current)
     _prune(root, keep=stamp)
     return {**manifest, "path": str(final), "seconds": round(time.perf_counter() - started, 3)}
 
@@ -89,7 +94,8 @@ def sql_path(path: Path) -> str:
 
 
 def _prune(root: Path, keep: str) -> None:
-    versions = sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
+    versions = sorted(path for path in root.iterdir()
+                      if path.is_dir() and not path.is_symlink() and not path.name.startswith("."))
     for old in versions[:-KEEP]:
         if old.name != keep:
             shutil.rmtree(old, ignore_errors=True)

@@ -122,3 +122,29 @@ def test_a_malformed_fx_file_keeps_the_last_good_rates(tmp_path: Path) -> None:
         summary = write_report_inputs(connection, tmp_path, datetime(2026, 11, 2), None, keep_fx_rates=True)
         assert summary["fx_rates"] == 1
         assert connection.execute("select as_of from reporting.run_clock").fetchall() == [(datetime(2026, 11, 2),)]
+
+
+def test_a_snapshot_publishes_over_a_data_dir_copied_without_symlinks(tmp_path: Path) -> None:
+    """A backup restored with `cp -r` turns `snapshots/current` into a plain directory."""
+    import shutil
+    from datetime import datetime
+
+    from dagster_project import warehouse
+    from dagster_project.reporting.snapshot import KEEP, current_snapshot, manifest, publish_snapshot
+
+    original = tmp_path / "original"
+    with warehouse.connect(original) as connection:
+        publish_snapshot(connection, original, datetime(2026, 10, 1))
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)  # symlinks=False: the link's target is copied as a directory
+    assert not (copy / "snapshots" / "current").is_symlink()
+    with warehouse.connect(copy) as connection:
+        for day in range(1, KEEP + 3):
+            publish_snapshot(connection, copy, datetime(2026, 11, day))
+    current = copy / "snapshots" / "current"
+    assert current.is_symlink()
+    assert manifest(current_snapshot(copy))["as_of"] == f"2026-11-{KEEP + 2:02d}T00:00:00"
+    # pruning keeps KEEP versions, the link not counted among them
+    versions = [p for p in (copy / "snapshots").iterdir() if p.is_dir() and not p.is_symlink()
+                and not p.name.startswith(".")]
+    assert len(versions) == KEEP

@@ -98,6 +98,14 @@ def test_emails_show_hostile_names_as_text_in_a_browser(
     assert opened, "no e-mail carries a hostile string: the test would prove nothing"
 
 
+def test_the_finance_dashboard_shows_hostile_names_as_text_in_a_browser(reference: harness.Outcome, browser) -> None:
+    """Organization, product and model names reach the dashboard's tables and plotly charts."""
+    page = reference.root / "dashboards" / "finance.html"
+    assert "window.__pwned" in page.read_text(encoding="utf-8").replace("&#34;", '"').replace("\\u003c", "<") or \
+        "&lt;script&gt;" in page.read_text(encoding="utf-8"), "the dashboard carries no hostile name: the test would be vacuous"
+    assert_no_script_ran(browser, page)
+
+
 def test_hostile_names_are_escaped_in_the_raw_html(reference: harness.Outcome) -> None:
     documents = [page.read_text(encoding="utf-8") for page in (reference.root / "invoices").glob("*.html")]
     mails = [message.get_body(preferencelist=("html",)).get_content() for message in reference.mailbox.messages
