@@ -35,6 +35,7 @@ def _bill(root: Path, partition_key: str, as_of: str, log_level: str, last_parti
     from dagster_project.definitions import build_defs
     from dagster_project.invoicing.assets import INVOICES
     from dagster_project.lib.event_log import write_instance_config
+    from dagster_project.quality.warm_suite import warm_suite
 
     home = root / ".dagster"
     # Dagster's SQLite storage, with an event log that keeps its connections (lib/event_log.py)
@@ -53,13 +54,14 @@ def _bill(root: Path, partition_key: str, as_of: str, log_level: str, last_parti
         else:
             partition = {"partition_key": partition_key}
         try:
-            result = job.execute_in_process(
-                **partition,
-                instance=instance,
-                raise_on_error=False,
-                # the run's full event log stays in the instance (`meterhouse ui`); the terminal gets warnings only
-                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-            )
+            with warm_suite():
+                result = job.execute_in_process(
+                    **partition,
+                    instance=instance,
+                    raise_on_error=False,
+                    # the run's full event log stays in the instance (`meterhouse ui`); the terminal gets warnings only
+                    run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                )
         except sqlalchemy.exc.OperationalError as error:
             # the run history (SQLite) failed, e.g. a full disk: name the place, not only SQLite's words
             reason = str(error.orig)

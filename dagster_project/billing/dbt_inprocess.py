@@ -9,9 +9,11 @@ and asset-check results as the CLI path, from the same selection (dagster-dbt co
 the run's asset subset).
 
 Partial parsing is keyed on the profile, and the profile names the warehouse path, so the parse
-runs with ``METERHOUSE_WAREHOUSE`` unset and reads the ``partial_parse.msgpack`` that
-``make install`` left in ``dbt/target`` (copied, since that folder is shared by every data dir);
-only the build connects, with the path of the data dir at hand.
+runs with ``METERHOUSE_WAREHOUSE`` unset (only the build connects, with the path of the data dir
+at hand). Its state stays in ``<data dir>/.dbt/parse``; a new data dir starts from the state
+``make install`` prepares with this same function (``python -m dagster_project.billing.dbt_inprocess``
+into ``dbt/target/inprocess-parse``), not from ``dbt/target``'s own, which any dbt command with
+another environment rewrites.
 
 The DuckDB engine only: dbt-spark's session method starts a JVM inside dbt, which stays a
 subprocess (``billing/engines.py``).
@@ -58,25 +60,35 @@ def _without_env(name: str):
             os.environ[name] = saved
 
 
-def parsed_manifest(scratch_dir: Path):
-    """The project's manifest, parsed once per process (partially, from the build-time parse)."""
+# the partial-parse state `make install` prepares, with the same environment as a run's parse
+SEED_DIR = settings.DBT_PROJECT_DIR / "target" / "inprocess-parse"
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+
+
+def _parse(target: Path):
     from dbt.cli.main import dbtRunner
 
+    target.mkdir(parents=True, exist_ok=True)
+    # the profile's env vars are part of the partial-parse key; parsing connects to nothing
+    with _without_env(settings.WAREHOUSE_ENV), _without_env(warehouse.MEMORY_LIMIT_ENV):
+        result = dbtRunner().invoke(["--quiet", "parse", *_project_args(target), "--no-write-json"])
+    if not result.success or result.result is None:
+        raise DbtInvocationError(f"dbt parse failed: {result.exception or 'see ' + str(target / 'dbt.log')}")
+    return result.result
+
+
+def parsed_manifest(scratch_dir: Path):
+    """The project's manifest, parsed once per process. The parse is partial from the data dir's
+    own parse state, or for a new data dir from the one ``make install`` prepared."""
     project_dir = settings.DBT_PROJECT_DIR
     with _PARSE_LOCK:
-        if project_dir in _PARSED:
-            return _PARSED[project_dir]
-        scratch_dir.mkdir(parents=True, exist_ok=True)
-        seed = project_dir / "target" / "partial_parse.msgpack"
-        if seed.exists():
-            shutil.copyfile(seed, scratch_dir / seed.name)
-        # the profile's env vars are part of the partial-parse key; parsing connects to nothing
-        with _without_env(settings.WAREHOUSE_ENV), _without_env(warehouse.MEMORY_LIMIT_ENV):
-            result = dbtRunner().invoke(["--quiet", "parse", *_project_args(scratch_dir), "--no-write-json"])
-        if not result.success or result.result is None:
-            raise DbtInvocationError(f"dbt parse failed: {result.exception or 'see ' + str(scratch_dir)}")
-        _PARSED[project_dir] = result.result
-        return result.result
+        if project_dir not in _PARSED:
+            seed, own = SEED_DIR / PARTIAL_PARSE_FILE, scratch_dir / PARTIAL_PARSE_FILE
+            if seed.exists() and not own.exists():
+                scratch_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(seed, own)
+            _PARSED[project_dir] = _parse(scratch_dir)
+        return _PARSED[project_dir]
 
 
 def release_duckdb() -> None:
@@ -166,3 +178,8 @@ def _first_failure(result) -> str:
         if str(node.status) in {"error", "fail"}:
             return f"{node.node.unique_id}: {(node.message or '').strip().splitlines()[0] if node.message else node.status}"
     return "see the dbt log"
+
+
+if __name__ == "__main__":
+    # `make install`: the parse state new data dirs start from (dbt/target/inprocess-parse)
+    _parse(SEED_DIR)

@@ -97,8 +97,10 @@ def write_instance_config(home: Path) -> None:
         "schedule_storage": ("dagster._core.storage.schedules", "SqliteScheduleStorage", home / "schedules"),
     }
     config = "# written by Meterhouse (dagster_project/lib/event_log.py)\n" + yaml.safe_dump({
-        key: {"module": module, "class": name, "config": {"base_dir": str(base_dir)}}
-        for key, (module, name, base_dir) in storages.items()
+        **{key: {"module": module, "class": name, "config": {"base_dir": str(base_dir)}}
+           for key, (module, name, base_dir) in storages.items()},
+        # a billing warehouse does not report usage anywhere (and often has no way out)
+        "telemetry": {"enabled": False},
     }, sort_keys=False)
     path = home / "dagster.yaml"
     if not path.exists() or path.read_text(encoding="utf-8") != config:

@@ -1,0 +1,56 @@
+"""The Great Expectations suite in a worker process started at the beginning of a billing run.
+
+Importing great_expectations costs ~4 s (it brings pandas, scipy, altair, sqlalchemy), all of it
+single-threaded Python. Started when the run starts, a spawned worker pays that on the second
+core while dbt rates on the first, and the release gate's draft checks then cost only the
+validation itself. Without a started worker (a direct call, a test), the suite runs in process.
+The worker holds no state between calls: the suite and its data docs are rebuilt on each call,
+exactly as in process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from dagster_project.quality.gate import CheckOutcome
+
+_worker: ProcessPoolExecutor | None = None
+_warm: Future | None = None
+
+
+def _import_suite() -> None:
+    import dagster_project.quality.suite  # noqa: F401
+
+
+def _validate(drafts: pd.DataFrame, lines: pd.DataFrame, quality_dir: Path) -> list[CheckOutcome]:
+    from dagster_project.quality.suite import validate_drafts
+
+    return validate_drafts(drafts, lines, quality_dir)
+
+
+@contextmanager
+def warm_suite():
+    """For the duration of a run: a worker process that has imported the suite."""
+    global _worker, _warm
+    # spawn, not fork: the run has threads (dbt) and open DuckDB handles a fork would copy
+    _worker = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    _warm = _worker.submit(_import_suite)
+    try:
+        yield
+    finally:
+        worker, _worker, _warm = _worker, None, None
+        worker.shutdown(wait=True, cancel_futures=True)
+
+
+def validate_drafts(drafts: pd.DataFrame, lines: pd.DataFrame, quality_dir: Path) -> list[CheckOutcome]:
+    """The suite's outcomes, from the warm worker when the run started one."""
+    if _worker is None:
+        return _validate(drafts, lines, quality_dir)
+    return _worker.submit(_validate, drafts, lines, quality_dir).result()
