@@ -17,7 +17,6 @@ import concurrent.futures
 import contextlib
 import hashlib
 import logging
-import multiprocessing
 import os
 import re
 import threading
@@ -35,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dagster_project.lib.faults import fault_point
 from dagster_project.lib.money import format_money, minor_units, round_money
 from dagster_project.lib.safe_paths import child
+from dagster_project.lib.workers import process_pool
 
 INVOICE_NUMBER = re.compile(r"^MH-\d{4}-\d{6}$")
 BRANDING_FILE = "branding.yaml"
@@ -559,9 +559,8 @@ def _pdf_pool(count: int) -> Iterator[concurrent.futures.Executor | None]:
     if count < PARALLEL_PDF_FROM or _pdf_processes() < 2:
         yield None
         return
-    # spawn, not fork: this process holds DuckDB's threads and an open connection
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(_pdf_processes(), mp_context=context) as pool:
+    # spawned (this process holds DuckDB's threads and an open connection), and ending with it
+    with process_pool(_pdf_processes()) as pool:
         yield pool
 
 

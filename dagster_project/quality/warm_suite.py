@@ -10,11 +10,12 @@ exactly as in process.
 
 from __future__ import annotations
 
-import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from dagster_project.lib.workers import process_pool
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,8 +40,8 @@ def _validate(drafts: pd.DataFrame, lines: pd.DataFrame, quality_dir: Path) -> l
 def warm_suite():
     """For the duration of a run: a worker process that has imported the suite."""
     global _worker, _warm
-    # spawn, not fork: the run has threads (dbt) and open DuckDB handles a fork would copy
-    _worker = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    # spawned, and ends with the run even when the run is killed (lib/workers.py)
+    _worker = process_pool(1)
     _warm = _worker.submit(_import_suite)
     try:
         yield
