@@ -53,6 +53,26 @@ def event(
     return body
 
 
+# one product (the tutorial's summaries, paid outside Meterhouse), one subscriber from October
+DOCSUM_CATALOG = """
+products:
+  - id: docsum-summaries
+    name: DocSum Summaries
+    recurring_charge: "199.00"
+    payment: external
+    metrics:
+      - name: Summaries
+        element: requests
+        tiers:
+          - {name: "First 1,000", up_to: 1000, unit_rate: "1.50"}
+          - {name: "1,000+", up_to: null, unit_rate: "1.35"}
+subscribers:
+  - {id: alice, email: alice@acme.example}
+subscriptions:
+  - {id: sub-alice, subscriber: alice, product: docsum-summaries, start: 2026-10-01T00:00:00Z}
+"""
+
+
 def spread(count: int, start: datetime, end: datetime) -> list[datetime]:
     """``count`` instants evenly inside [start, end)."""
     step = (end - start) / count

@@ -23,28 +23,12 @@ import pytest
 from dagster_project.definitions import build_defs
 from dagster_project.lib.event_log import FastSqliteEventLogStorage, write_instance_config
 from dagster_project.runner import bill_partition
+from tests.conftest import DOCSUM_CATALOG as CATALOG
 from tests.conftest import REPO_ROOT, event, spread, write_jsonl
 
 pytestmark = pytest.mark.slow
 
 AS_OF = "2026-11-02T00:00:00"
-CATALOG = """
-products:
-  - id: docsum-summaries
-    name: DocSum Summaries
-    recurring_charge: "199.00"
-    payment: external
-    metrics:
-      - name: Summaries
-        element: requests
-        tiers:
-          - {name: "First 1,000", up_to: 1000, unit_rate: "1.50"}
-          - {name: "1,000+", up_to: null, unit_rate: "1.35"}
-subscribers:
-  - {id: alice, email: alice@acme.example}
-subscriptions:
-  - {id: sub-alice, subscriber: alice, product: docsum-summaries, start: 2026-10-01T00:00:00Z}
-"""
 METRICS = dg.AssetKey(["staging", "stg_catalog__metrics"])
 TIER_MODE_TEST = "accepted_values_stg_catalog__metrics_tier_mode__graduated__volume"
 
