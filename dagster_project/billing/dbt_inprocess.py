@@ -114,7 +114,6 @@ def stream_build(
     :class:`DbtInvocationError` on failure when ``raise_on_error``.
     """
     from dagster_dbt.asset_utils import (
-        DBT_INDIRECT_SELECTION_ENV,
         extract_runtime_selection_from_args,
         get_updated_cli_invocation_params_for_context,
     )
@@ -130,9 +129,8 @@ def stream_build(
     if params.dbt_project is not None and Path(params.dbt_project.project_dir) != settings.DBT_PROJECT_DIR:
         # dagster-dbt copied the project for a selector file (a very large UI subset): not this path
         raise DbtInvocationError("asset selection too large for the in-process dbt runner; select fewer assets")
+    # as a flag: it takes precedence over a DBT_INDIRECT_SELECTION the user may have set
     indirect = ["--indirect-selection", params.indirect_selection] if params.indirect_selection else []
-    if params.indirect_selection:
-        os.environ.pop(DBT_INDIRECT_SELECTION_ENV, None)
     manifest = parsed_manifest(target_path.parent / "parse")
 
     events: queue.Queue = queue.Queue()
@@ -157,12 +155,15 @@ def stream_build(
 
     worker = threading.Thread(target=invoke, name="dbt", daemon=True)
     worker.start()
-    while (raw := events.get()) is not done:
-        yield from DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={}).to_default_asset_events(
-            manifest=params.manifest, dagster_dbt_translator=params.dagster_dbt_translator,
-            context=context, target_path=target_path,
-        )
-    worker.join()
+    try:
+        while (raw := events.get()) is not done:
+            yield from DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={}).to_default_asset_events(
+                manifest=params.manifest, dagster_dbt_translator=params.dagster_dbt_translator,
+                context=context, target_path=target_path,
+            )
+    finally:
+        # whatever stopped the loop, dbt finishes and lets go of the warehouse before the next step
+        worker.join()
     if "error" in outcome:
         raise DbtInvocationError(f"dbt {' '.join(cleaned)}: {outcome['error']}") from outcome["error"]
     result = outcome["result"]
