@@ -10,7 +10,7 @@ exactly as in process.
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from dagster_project.quality.gate import CheckOutcome
 
 _worker: ProcessPoolExecutor | None = None
-_warm: Future | None = None
 
 
 def _import_suite() -> None:
@@ -39,14 +38,14 @@ def _validate(drafts: pd.DataFrame, lines: pd.DataFrame, quality_dir: Path) -> l
 @contextmanager
 def warm_suite():
     """For the duration of a run: a worker process that has imported the suite."""
-    global _worker, _warm
+    global _worker
     # spawned, and ends with the run even when the run is killed (lib/workers.py)
     _worker = process_pool(1)
-    _warm = _worker.submit(_import_suite)
+    _worker.submit(_import_suite)  # the import starts now; validate_drafts queues behind it
     try:
         yield
     finally:
-        worker, _worker, _warm = _worker, None, None
+        worker, _worker = _worker, None
         worker.shutdown(wait=True, cancel_futures=True)
 
 
