@@ -195,6 +195,38 @@ def test_outbox_gets_eml_files_without_an_smtp_server(data_dir):
     assert sorted((data_dir / "outbox").glob("*.eml")) == outbox
 
 
+def test_outbox_rows_are_written_in_batches_and_a_crash_mid_batch_rewrites_files_once(data_dir, monkeypatch):
+    """11 notifications, batches of 4: a failure at the 7th file keeps the first batch's rows;
+    the rerun writes the other 7 (replacing the 2 already written), one file per key."""
+    from dagster_project.notifications import delivery, send
+
+    build(data_dir)
+    monkeypatch.setattr(send, "OUTBOX_BATCH_ROWS", 4)
+    original = delivery.OutboxDelivery.deliver
+    calls = []
+
+    def failing_seventh(self, message, name):
+        calls.append(name)
+        if len(calls) == 7:
+            raise OSError("disk went away")
+        return original(self, message, name)
+
+    monkeypatch.setattr(delivery.OutboxDelivery, "deliver", failing_seventh)
+    with pytest.raises(OSError, match="disk went away"):
+        run(data_dir)
+    assert set(statuses(data_dir).values()) == {"written"} and len(statuses(data_dir)) == 4
+    assert len(list((data_dir / "outbox").glob("*.eml"))) == 6
+
+    monkeypatch.setattr(delivery.OutboxDelivery, "deliver", original)
+    report = run(data_dir)
+    assert len(report.delivered) == 7 and report.already_handled == 4
+    keys = statuses(data_dir)
+    assert len(keys) == 11 and set(keys.values()) == {"written"}
+    files = sorted(path.name for path in (data_dir / "outbox").glob("*.eml"))
+    assert files == sorted(key.replace(":", "_") + ".eml" for key in keys)  # one file per key
+    assert not list((data_dir / "outbox").glob("*.tmp"))
+
+
 def test_invoice_document_is_attached_when_it_exists(data_dir):
     build(data_dir)
     (data_dir / "invoices").mkdir()
