@@ -17,6 +17,7 @@ Python wrote into ``warehouse.duckdb``. Spark cannot, so for the Spark path:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -70,8 +71,9 @@ class EngineRun:
         """After a successful dbt run: the Spark marts back into DuckDB. Nothing to do on DuckDB."""
         if self.engine != "spark":
             return []
+        not_null = not_null_columns(self.target_path() / "manifest.json")
         with warehouse.connect(self.data_dir) as connection:
-            return publish_marts(connection, lake_path(self.data_dir))
+            return publish_marts(connection, lake_path(self.data_dir), not_null)
 
 
 def prepare(data_dir: Path, engine: str | None = None) -> EngineRun:
@@ -199,7 +201,35 @@ def _drop_other_kind(connection: duckdb.DuckDBPyConnection, schema: str, name: s
         connection.execute(f"drop {kind.lower()} {_quote(schema)}.{_quote(name)}")
 
 
-def publish_marts(connection: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:
+def not_null_columns(manifest: Path) -> dict[str, list[str]]:
+    """Each mart's columns with a ``not_null`` constraint in dbt's manifest, by table name.
+
+    On DuckDB the contract creates the marts with NOT NULL columns; Spark's Parquet tables cannot
+    carry the constraint (and ANSI mode is off, so an overflow is a null), so publishing checks it.
+    """
+    nodes = json.loads(manifest.read_text(encoding="utf-8"))["nodes"].values()
+    return {
+        node["alias"]: sorted(
+            name for name, column in node["columns"].items()
+            if any(constraint["type"] == "not_null" for constraint in column.get("constraints", []))
+        )
+        for node in nodes
+        if node["resource_type"] == "model" and node["config"].get("schema") == PUBLISHED_SCHEMA
+    }
+
+
+def _check_not_null(connection: duckdb.DuckDBPyConnection, table: str, columns: list[str]) -> None:
+    if not columns:
+        return
+    counts = ", ".join(f"count(*) filter (where {_quote(column)} is null)" for column in columns)
+    found = connection.execute(f"select {counts} from {_quote(PUBLISHED_SCHEMA)}.{_quote(table)}").fetchone()
+    nulls = [f"{column} ({count} rows)" for column, count in zip(columns, found, strict=True) if count]
+    if nulls:
+        raise ValueError(f"{PUBLISHED_SCHEMA}.{table} from Spark has nulls in NOT NULL columns: {', '.join(nulls)}")
+
+
+def publish_marts(connection: duckdb.DuckDBPyConnection, lake: Path,
+                  not_null: dict[str, list[str]] | None = None) -> list[str]:
     """Bring Spark's results to DuckDB, in one transaction; returns ``schema.table`` names.
 
     - ``marts``: each mart table is copied into ``warehouse.duckdb`` (one row per draft, line,
@@ -209,6 +239,8 @@ def publish_marts(connection: duckdb.DuckDBPyConnection, lake: Path) -> list[str
     - ``intermediate``: the event-level tables (``int_events_attributed``, ...), read by the release
       gate's checks and by invoice lineage, become DuckDB views over the lake's Parquet files:
       queried in place, never copied.
+
+    A mart with a null in a ``not_null`` column (``not_null_columns``) fails the whole publication.
     """
     published = []
     connection.execute("begin")
@@ -222,6 +254,8 @@ def publish_marts(connection: duckdb.DuckDBPyConnection, lake: Path) -> list[str
                 _drop_other_kind(connection, schema, table, "TABLE" if copy else "VIEW")
                 kind = "table" if copy else "view"
                 connection.execute(f"create or replace {kind} {relation} as {parquet_select(connection, folder)}")
+                if copy:
+                    _check_not_null(connection, table, (not_null or {}).get(table, []))
                 published.append(f"{schema}.{table}")
         connection.execute("commit")
     except Exception:

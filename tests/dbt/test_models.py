@@ -431,6 +431,25 @@ def test_marts_have_contract_names(db: duckdb.DuckDBPyConnection) -> None:
             "credential_name", "breakdown", "product_id", "organization_id"} <= columns
 
 
+def test_not_null_mart_columns_are_enforced_by_the_table(warehouse: Path, db: duckdb.DuckDBPyConnection) -> None:
+    """The marts' not_null columns are NOT NULL in DuckDB (a constraint, not a data test), so a
+    null amount cannot reach the invoicing step."""
+    declared = {
+        ("invoice_drafts", "total"), ("invoice_drafts", "draft_key"), ("invoice_line_drafts", "amount"),
+        ("usage_by_period", "quantity"), ("margin_by_customer", "currency"),
+    }
+    enforced = set(rows(db, """
+        select table_name, unnest(constraint_column_names) from duckdb_constraints()
+        where schema_name = 'marts' and constraint_type = 'NOT NULL'
+    """))
+    assert declared <= enforced
+    copy = warehouse.with_name("not_null_probe.duckdb")
+    copy.write_bytes(warehouse.read_bytes())
+    with duckdb.connect(str(copy)) as connection:
+        with pytest.raises(duckdb.ConstraintException, match="NOT NULL constraint failed: invoice_drafts.total"):
+            connection.execute("update marts.invoice_drafts set total = null")
+
+
 def test_tutorial_1500_requests(db: duckdb.DuckDBPyConnection) -> None:
     # 199.00 recurring + 1,000 x 1.50 + 500 x 1.35 = 199.00 + 1,500.00 + 675.00 = 2,374.00
     draft = key("acme-docsum", OCT, NOV)

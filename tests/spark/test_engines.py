@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -120,6 +122,35 @@ def test_published_marts_come_back_with_naive_utc_timestamps(tmp_path: Path) -> 
     assert rows == [("d1", datetime(2026, 10, 1), Decimal("1.0000000001"))]
     assert types == ["VARCHAR", "TIMESTAMP", "DECIMAL(21,10)"]
     assert rejected == [("BASE TABLE",)]
+
+
+def test_a_spark_mart_with_a_null_in_a_not_null_column_is_not_published(tmp_path: Path) -> None:
+    """Parquet tables cannot hold dbt's not_null constraints; publishing checks them instead."""
+    lake = engines.lake_path(tmp_path)
+    folder = engines.spark_warehouse_path(lake) / "marts.db" / "invoice_drafts"
+    folder.mkdir(parents=True)
+    with connect(tmp_path) as connection:
+        connection.execute("create schema if not exists marts")
+        connection.execute("create table marts.invoice_drafts as select 'old' as draft_key, 1.00 as total")
+        connection.execute(
+            f"""copy (select * from (values ('d1', 5.00), ('d2', null), ('d3', null)) as t(draft_key, total))
+                to '{folder}/part-00000.parquet' (format parquet)"""
+        )
+        with pytest.raises(ValueError, match=r"marts\.invoice_drafts .* total \(2 rows\)"):
+            engines.publish_marts(connection, lake, {"invoice_drafts": ["draft_key", "total"]})
+        assert connection.execute("select * from marts.invoice_drafts").fetchall() == [("old", Decimal("1.00"))]
+        assert engines.publish_marts(connection, lake, {"invoice_drafts": ["draft_key"]}) == ["marts.invoice_drafts"]
+
+
+def test_not_null_columns_come_from_the_marts_constraints_in_the_manifest(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.json"
+    model = {"resource_type": "model", "alias": "invoice_drafts", "config": {"schema": "marts"}, "columns": {
+        "draft_key": {"constraints": [{"type": "not_null"}]}, "note": {"constraints": []},
+        "total": {"constraints": [{"type": "check"}, {"type": "not_null"}]},
+    }}
+    staging = {**model, "alias": "stg", "config": {"schema": "staging"}}
+    manifest.write_text(json.dumps({"nodes": {"model.a": model, "model.b": staging, "test.c": {"resource_type": "test"}}}))
+    assert engines.not_null_columns(manifest) == {"invoice_drafts": ["draft_key", "total"]}
 
 
 def test_event_level_tables_stay_in_the_lake_as_views(tmp_path: Path) -> None:
