@@ -112,11 +112,12 @@ def release_due_invoices(
 
 
 def _next_number(connection: duckdb.DuckDBPyConnection, year: int) -> str:
-    sequence = connection.execute(
-        "select coalesce(max(last_number), 0) + 1 from billing.invoice_number_sequences where invoice_year = ?",
-        [year],
-    ).fetchone()[0]
-    connection.execute("insert or replace into billing.invoice_number_sequences values (?, ?)", [year, sequence])
+    (sequence,) = connection.execute(
+        "insert or replace into billing.invoice_number_sequences"
+        " select ?, coalesce(max(last_number), 0) + 1 from billing.invoice_number_sequences where invoice_year = ?"
+        " returning last_number",
+        [year, year],
+    ).fetchone()
     return invoice_number(year, sequence)
 
 
@@ -239,17 +240,16 @@ def _store(
     as_of: datetime,
 ) -> None:
     key = draft["draft_key"]
-    lines = connection.execute(
-        f"select {', '.join(LINE_COLUMNS)} from marts.invoice_line_drafts where draft_key = ? order by line_number",
-        [key],
-    ).fetchall()
-    line_total = sum((line[LINE_COLUMNS.index("amount")] for line in lines), start=0)
+    (line_total,) = connection.execute(
+        "select coalesce(sum(amount), 0) from marts.invoice_line_drafts where draft_key = ?", [key]
+    ).fetchone()
     if line_total != draft["total"]:
         raise ValueError(f"draft {key}: total {draft['total']} is not the sum of its lines {line_total}")
     payment_status = "none" if draft["payment"] == "invoice_only" else "pending"
-    # a held draft may be stored again with fresher numbers; an issued one never reaches here
-    connection.execute("delete from marts.invoice_lines where draft_key = ?", [key])
-    connection.execute("delete from marts.invoices where draft_key = ?", [key])
+    if draft["ledger_status"] is not None:
+        # a held draft may be stored again with fresher numbers; an issued one never reaches here
+        connection.execute("delete from marts.invoice_lines where draft_key = ?", [key])
+        connection.execute("delete from marts.invoices where draft_key = ?", [key])
     values = [draft[column] for column in LEDGER_COLUMNS]
     connection.execute(
         f"""
@@ -260,9 +260,8 @@ def _store(
         [*values, number, draft["due_at"] if number else None, as_of if number else None, status,
          held_reasons, payment_status if number else "none"],
     )
-    if lines:
-        connection.executemany(
-            f"insert into marts.invoice_lines ({', '.join(LINE_COLUMNS)}, invoice_number)"
-            f" values ({', '.join('?' for _ in LINE_COLUMNS)}, ?)",
-            [[*line, number] for line in lines],
-        )
+    connection.execute(
+        f"insert into marts.invoice_lines ({', '.join(LINE_COLUMNS)}, invoice_number)"
+        f" select {', '.join(LINE_COLUMNS)}, ? from marts.invoice_line_drafts where draft_key = ? order by line_number",
+        [number, key],
+    )
