@@ -11,11 +11,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from contracts.catalog import Catalog
 from contracts.events import MeteringEvent
+from dagster_project import generate
 from dagster_project.generate import BAD_KINDS, MODEL_PRICES_HEADER, generate_events
 from dagster_project.ingest.loader import load_new_files
 
@@ -90,6 +92,8 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
           for i in range(2)]
     assert [p.read_bytes() for p in gz[0].files] == [p.read_bytes() for p in gz[1].files]
     assert all(p.name.endswith(".jsonl.gz") for p in gz[0].files)
+    plain = generate_events(catalog, tmp_path / "plain" / "landing", 500, START, END, seed=1)
+    assert [gzip.decompress(p.read_bytes()) for p in gz[0].files] == [p.read_bytes() for p in plain.files]
 
 
 def test_counts_bad_lines_and_contract(tmp_path: Path) -> None:
@@ -204,3 +208,88 @@ def test_arguments_are_checked(tmp_path: Path) -> None:
         generate_events(catalog, tmp_path, 10, datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 2, 1, tzinfo=UTC))
     assert generate_events(catalog, tmp_path, 0, START, END).files == []
     assert generate_events(catalog, tmp_path, 20, START, END, progress=True).lines_written == 20
+
+
+def _contents(report, base: Path) -> dict[str, bytes]:
+    return {path.relative_to(base).as_posix(): path.read_bytes() for path in report.files}
+
+
+def test_bytes_do_not_depend_on_threads_or_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events are drawn in blocks on a thread pool and rendered in chunks on it: the bytes are the same
+    with one thread or two and with any chunk size (blocks of events are a fixed split of the random
+    streams, so a small block size is a different, equally deterministic data set)."""
+    catalog = make_catalog(extra_subscribers=5)
+    monkeypatch.setattr(generate, "BLOCK_EVENTS", 1_000)  # several blocks, so several random streams
+    arguments = dict(n_events=6_000, start=START, end=END, seed=21, bad_fraction=0.1, duplicate_fraction=0.1)
+    reference = generate_events(catalog, tmp_path / "a", **arguments)
+    expected = _contents(reference, tmp_path / "a")
+    for name, threads, chunk, take in (("b", 2, 700, 128), ("c", 1, 100_000, 100_000), ("d", 2, 333, 7)):
+        monkeypatch.setattr(generate, "THREADS", threads)
+        monkeypatch.setattr(generate, "CHUNK_LINES", chunk)
+        monkeypatch.setattr(generate, "TAKE_LINES", take)
+        assert _contents(generate_events(catalog, tmp_path / name, **arguments), tmp_path / name) == expected
+    compressed = generate_events(catalog, tmp_path / "gz", **arguments, compress=True)  # chunks of 333 lines
+    assert {name.removesuffix(".gz"): gzip.decompress(data)
+            for name, data in _contents(compressed, tmp_path / "gz").items()} == expected
+    monkeypatch.setattr(generate, "BLOCK_EVENTS", 2_000)
+    assert _contents(generate_events(catalog, tmp_path / "e", **arguments), tmp_path / "e") != expected
+    assert reference.lines_written == 6_600 and reference.bad_lines == 600 and reference.duplicate_lines == 600
+
+
+def test_duplicates_are_later_copies_in_the_same_day_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(generate, "CHUNK_LINES", 50)  # copies land in other chunks than their originals
+    report = generate_events(make_catalog(), tmp_path / "landing", 5_000, START, END, seed=4, bad_fraction=0.05,
+                             duplicate_fraction=0.1)
+    seen: dict[str, tuple[str, int, str]] = {}
+    copies = 0
+    for path in report.files:
+        for number, text in enumerate(path.read_text().splitlines()):
+            try:
+                transaction = json.loads(text)["transactionId"]
+            except ValueError:
+                continue  # a truncated line
+            if transaction in seen:
+                first_file, first_number, first_text = seen[transaction]
+                assert (first_file, first_text) == (path.name, text) and first_number < number
+                copies += 1
+            else:
+                seen[transaction] = (path.name, number, text)
+    assert copies == report.duplicate_lines == 500
+
+
+def test_not_json_lines_are_truncated_lines(tmp_path: Path) -> None:
+    report = generate_events(make_catalog(), tmp_path / "landing", 2_000, START, END, seed=8, bad_fraction=0.5)
+    truncated = []
+    for text in read_lines(report.files):
+        try:
+            json.loads(text)
+        except ValueError:
+            truncated.append(text)
+    assert len(truncated) == report.bad_by_kind["not_json"] == 200
+    assert all(text.startswith('{"transactionId":"') and not text.endswith("}") for text in truncated)
+    assert 150 < sum(len(text) for text in truncated) / len(truncated) < 400  # about half a line
+
+
+def test_cost_texts_are_exact_decimals() -> None:
+    """Amounts in 1e-10 USD rendered by table lookups: the decimal text, trailing zeros dropped."""
+    amounts = [0, 1, 9, 10, 99_999, 100_000, 100_001, 123_450_000, 9_999_999_999, 10**10, 10**10 + 1,
+               10**10 + 10**5, 37 * 10**10 + 5, 2 * 10**10 + 1_234_500_000]
+    table = generate._Table()
+    texts = generate._CostTexts(table, ',"totalCost":', max(amounts) // 10**10)
+    index = np.empty((len(amounts), 3), dtype=np.int32)
+    texts.indexes(np.array(amounts, dtype=np.int64), np.ones(len(amounts), dtype=bool), index)
+    values = table.texts().to_pylist()
+    rendered = ["".join(values[i] for i in row) for row in index]
+    expected = [',"totalCost":' + format(Decimal(amount).scaleb(-10).normalize(), "f") for amount in amounts]
+    assert rendered == expected
+
+
+def test_plan_change_of_a_subscription_from_long_ago(tmp_path: Path) -> None:
+    """A plan change is found per subscription also when the subscription started centuries ago."""
+    catalog = make_catalog()
+    catalog.subscriptions[0].start = datetime(1850, 1, 1, tzinfo=UTC)
+    report = generate_events(catalog, tmp_path / "landing", 2_000, START, END, seed=5)
+    events = [json.loads(text) for text in read_lines(report.files)]
+    acme = [e for e in events if e["subscriber"]["id"] == "user-123"]
+    assert acme and all(
+        e["productName"] == ("Agent Platform" if e["requestTime"] >= "2026-10-15" else "DocSum Pro") for e in acme)
