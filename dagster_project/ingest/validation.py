@@ -21,6 +21,15 @@ How a line is read (all inside DuckDB, three parses of the line text):
 Then one CASE expression picks the first failing check (in contract field order) and gives the
 line a ``reason`` (``"<code>: <human message>"``) and a ``field`` (dotted path).
 
+The loader runs that (``validation_sql``) only for the lines the fast path (``fast_sql``) cannot
+vouch for. The fast path reads the same line with the same json_valid, json_type and from_json
+(integers as BIGINT instead of DECIMAL) and, instead of the CASE over every check, evaluates one
+conjunction per field that is true only for a field that is absent where allowed or present in
+its plain form (``_clean_condition``: e.g. a count that is a plain non-negative integer literal;
+``5.0``, ``"5"`` or any ``units``/``payload`` object go to the full validation). Its output
+columns for a clean line are the ones ``validation_sql`` gives; ``tests/ingest/test_loader.py``
+loads the same lines both ways and compares every stored row.
+
 Rules that are deliberately stricter than pydantic's lax mode (SPEC §1 wins; documented here
 and asserted as known divergences in the agreement test):
 
@@ -215,8 +224,12 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _typed_structure(rules: list[FieldRule]) -> dict[str, Any]:
-    """The from_json structure: what DuckDB should read each field as."""
+def _typed_structure(rules: list[FieldRule], fast: bool = False) -> dict[str, Any]:
+    """The from_json structure: what DuckDB should read each field as.
+
+    ``fast``: the fast path's structure, where integers are BIGINT (it takes only plain non-negative
+    integer literals, for which that read is exact; see ``fast_sql``).
+    """
     structure: dict[str, Any] = {}
     for rule in rules:
         node = structure
@@ -227,6 +240,8 @@ def _typed_structure(rules: list[FieldRule]) -> dict[str, Any]:
             node.setdefault(leaf, {})
         elif rule.kind in ("string", "enum", "timestamp"):
             node[leaf] = "VARCHAR"
+        elif rule.kind == "integer" and fast:
+            node[leaf] = "BIGINT"
         elif rule.kind in ("integer", "decimal"):
             node[leaf] = f"DECIMAL(38,{rule.read_scale})"
         # maps (units, payload) are read separately, only for the lines that have them: a MAP in
@@ -239,10 +254,10 @@ def _value(rule: FieldRule) -> str:
     return "v_" + "__".join(rule.path)
 
 
-def _read_columns(rules: list[FieldRule]) -> list[str]:
+def _read_columns(rules: list[FieldRule], fast: bool = False) -> list[str]:
     """Flatten the from_json struct ``v`` into one column per readable field (read once)."""
     columns = []
-    readable = _typed_structure(rules)
+    readable = _typed_structure(rules, fast)
     for rule in rules:
         node: Any = readable
         for part in rule.path:
@@ -408,9 +423,14 @@ def all_checks() -> list[Check]:
     checks: list[Check] = []
     for rule in RULES:
         checks.extend(_checks_for(rule))
-    # cross-field rules from SPEC §1 that the model does not express
+    return checks + _cross_field_checks(_value)
+
+
+def _cross_field_checks(value: Any) -> list[Check]:
+    """Rules from SPEC §1 that the model does not express; ``value(rule)`` is the SQL of a field's value."""
+    checks: list[Check] = []
     ai_types = ", ".join(sorted(_sql_string(event_type.value) for event_type in AI_EVENT_TYPES))
-    event_type = _value(RULES_BY_NAME[EVENT_TYPE_FIELD])
+    event_type = value(RULES_BY_NAME[EVENT_TYPE_FIELD])
     for name in AI_REQUIRED_FIELDS:
         rule = RULES_BY_NAME[name]
         checks.append(
@@ -425,17 +445,17 @@ def all_checks() -> list[Check]:
     checks.append(
         Check(
             f"({total_rule.column} is null or {total_rule.column} = 'NULL') and "
-            f"coalesce({_value(input_rule)}, 0) + coalesce({_value(output_rule)}, 0) > {BIGINT_MAX}",
+            f"coalesce({value(input_rule)}, 0) + coalesce({value(output_rule)}, 0) > {BIGINT_MAX}",
             WRONG_TYPE, "inputTokenCount + outputTokenCount must fit in 64 bits", "totalTokenCount",
         )
     )
     # the parts have passed their own checks here (< 10^whole digits, <= COST_SCALE decimals)
-    cost_parts = [_value(RULES_BY_NAME[name]) for name in _cost_part_names()]
+    cost_parts = [value(RULES_BY_NAME[name]) for name in _cost_part_names()]
     total_cost = RULES_BY_NAME["totalCost"]
     limit = 10 ** (total_cost.whole_digits or 10)
     checks.append(
         Check(
-            f"{_value(total_cost)} is null and "
+            f"{value(total_cost)} is null and "
             + " + ".join(f"coalesce({part}::decimal(38, {COST_SCALE}), 0)" for part in cost_parts)
             + f" >= {limit}",
             WRONG_TYPE, f"the sum of the cost parts must be below {limit}", "totalCost",
@@ -596,4 +616,170 @@ from verdict
 left join (values
         {reasons}
     ) reasons(reason_index, reason, field) on reasons.reason_index = verdict.check_index
+"""  # noqa: S608 - every interpolated piece is generated from the contract or formatted here
+
+
+# ---------------------------------------------------------------------------------------------
+# the fast path: most lines are clean, and a clean line needs far less than the checks above
+
+
+def _cost_column(rule: FieldRule) -> str:
+    """The fast path's column holding a decimal field at its contract scale."""
+    return "c_" + "__".join(rule.path)
+
+
+def _fast_value(rule: FieldRule) -> str:
+    """A field's value in the fast path's columns, for the cross-field checks."""
+    if rule.kind == "integer":
+        return f"{_value(rule)}::hugeint"  # a sum of two BIGINTs must not overflow while it is checked
+    if rule.kind == "decimal" and rule.decimal_places is not None:
+        return _cost_column(rule)
+    return _value(rule)
+
+
+def _clean_condition(rule: FieldRule) -> str:
+    """True only when none of ``_checks_for(rule)`` can fire: the field is absent where that is
+    allowed, or present in its plain form. Valid but unusual forms (numeric strings or ``5.0`` for
+    a count, ``units`` and ``payload`` objects, ...) are left to the full validation: false here."""
+    t, v = rule.column, _value(rule)
+    if rule.kind == "string":
+        valid = [f"{t} = 'VARCHAR'"]
+        if rule.min_length:
+            valid.append(f"length({v}) >= {rule.min_length}")
+        if rule.max_length is not None:
+            valid.append(f"length({v}) <= {rule.max_length}")
+    elif rule.kind == "enum":
+        values = ", ".join(_sql_string(value) for value in rule.enum_values)
+        valid = [f"{t} = 'VARCHAR'", f"{v} in ({values})"]
+    elif rule.kind == "timestamp":
+        valid = [f"{t} = 'VARCHAR'", f"ts_{rule.path[-1]} is not null"]
+    elif rule.kind == "integer":
+        # a non-negative integer literal: integral and >= 0 by its JSON type; the fast structure
+        # reads it as BIGINT, NULL when it does not fit (no 128-bit decimal arithmetic per line)
+        valid = [f"{t} = 'UBIGINT'", f"{v} is not null"]
+        if rule.ge is not None:
+            valid.append(f"{v} >= {rule.ge}")
+    elif rule.kind == "decimal":
+        valid = [f"{t} in {_NUMBER_TYPES}", f"{v} is not null"]
+        if rule.ge is not None:
+            valid.append(f"{v} >= {rule.ge}")
+        if rule.decimal_places is not None:
+            valid.append(f"{v} = {_cost_column(rule)}")  # no digits beyond the contract's scale
+    elif rule.kind in ("object", "json_object") and rule.name != UNITS_FALLBACK_FIELD:
+        valid = [f"{t} = 'OBJECT'"]
+    else:
+        valid = ["false"]  # units, and payload (units may come from it): the full validation
+    absent: list[str] = []
+    if not rule.required:
+        absent.append(f"{t} is null")
+        if rule.nullable:
+            absent.append(f"{t} = 'NULL'")
+    elif len(rule.path) > 1:
+        absent.append(f"coalesce({RULE_COLUMNS[rule.path[:-1]]}, '') <> 'OBJECT'")  # required only in its object
+    return "(" + " or ".join([*absent, "(" + " and ".join(valid) + ")"]) + ")"
+
+
+def fast_sql(source: str, as_of_utc: datetime, passthrough: tuple[str, ...] = ()) -> str:
+    """The fast path over ``source`` (columns file_order, line_number, raw, blank, pre_reason, and
+    the ``passthrough`` columns, which are passed on as they are).
+
+    One row per non-blank line with ``clean`` and the raw.events columns. ``clean`` is true only
+    when no check of ``validation_sql`` can fail for the line, decided by one conjunction of cheap
+    tests per field (``_clean_condition``) instead of the CASE over every check; its typed columns
+    are then the ones ``validation_sql`` would give. A line that is not clean is not necessarily
+    bad: the caller runs ``validation_sql`` over those lines (few) for their reason or values.
+    The caller must have run ``install_macros``.
+    """
+    structure = json.dumps(_typed_structure(RULES, fast=True), separators=(",", ":"))
+    paths = ", ".join(_sql_string(rule.json_path) for rule in RULES)
+    read_columns = ",\n        ".join(_read_columns(RULES, fast=True))
+    type_columns = ",\n        ".join(f"t[{index + 2}] as {rule.column}" for index, rule in enumerate(RULES))
+    timestamp_columns = ",\n        ".join(
+        f"case when {rule.column} = 'VARCHAR' then mh_utc({_value(rule)}) end as ts_{rule.path[-1]}"
+        for rule in RULES if rule.kind == "timestamp"
+    )
+    decimal_rules = [rule for rule in RULES if rule.kind == "decimal" and rule.decimal_places is not None]
+    cost_columns = ",\n        ".join(
+        f"{_value(rule)}::decimal(38, {rule.decimal_places}) as {_cost_column(rule)}" for rule in decimal_rules
+    )
+    as_of_limit = _timestamp_literal(as_of_utc) + f" + interval {MAX_FUTURE_SKEW_HOURS} hour"
+    clean = "\n            and ".join(
+        ["t_root = 'OBJECT'"]
+        + [_clean_condition(rule) for rule in RULES]
+        + [f"not coalesce({check.condition}, false)" for check in _cross_field_checks(_fast_value)]
+    )
+
+    def val(name: str) -> str:
+        return _value(RULES_BY_NAME[name])
+
+    def count(name: str) -> str:
+        return f"coalesce({val(name)}, 0)"
+
+    cost_parts = [RULES_BY_NAME[name] for name in _cost_part_names()]
+    part_present = " or ".join(f"{_cost_column(rule)} is not null" for rule in cost_parts)
+    part_sum = " + ".join(f"coalesce({_cost_column(rule)}, 0)" for rule in cost_parts)
+    carried = "".join(f", {column}" for column in passthrough)
+    return f"""
+with lines as (
+    select file_order, line_number, raw, pre_reason{carried} from {source} where not blank
+), parsed as (
+    select *, pre_reason is null and json_valid(raw) as is_json from lines
+), typed as (
+    select *,
+        case when is_json then json_type(raw, ['$', {paths}]) end as t,
+        case when is_json then from_json(raw, '{structure}') end as v
+    from parsed
+), flat as (
+    select file_order, line_number, raw, pre_reason{carried},
+        t[1] as t_root,
+        {type_columns},
+        {read_columns}
+    from typed
+), enriched as (
+    select *,
+        {timestamp_columns},
+        {cost_columns},
+        {as_of_limit} as as_of_limit
+    from flat
+), judged as (
+    select *,
+        coalesce(
+            {clean},
+            false) as clean
+    from enriched
+)
+select
+    file_order,
+    line_number,
+    raw,
+    pre_reason{carried},
+    clean,
+    null::varchar as reason,
+    null::varchar as field,
+    {val(TRANSACTION_ID_FIELD)} as transaction_id,
+    coalesce({val(EVENT_TYPE_FIELD)}, 'completion') as event_type,
+    ts_requestTime as request_time,
+    ts_responseTime as response_time,
+    {val("provider")} as provider,
+    {val("model")} as model,
+    {count("inputTokenCount")} as input_tokens,
+    {count("outputTokenCount")} as output_tokens,
+    {count("reasoningTokenCount")} as reasoning_tokens,
+    {count("cacheReadTokenCount")} as cache_read_tokens,
+    {count("cacheCreationTokenCount")} as cache_creation_tokens,
+    case when clean then coalesce({val("totalTokenCount")}, {count("inputTokenCount")} + {count("outputTokenCount")})
+        end as total_tokens,
+    coalesce({_cost_column(RULES_BY_NAME["totalCost"])}, case when {part_present} then {part_sum} end)
+        as reported_cost_usd,
+    {val("organizationId")} as organization_id,
+    {val("organizationName")} as organization_name,
+    {val("productId")} as product_id,
+    {val("productName")} as product_name,
+    {val("subscriber.id")} as subscriber_id,
+    {val("subscriber.email")} as subscriber_email,
+    {val("subscriber.credential.name")} as credential_name,
+    {val("subscriber.credential.value")} as credential_value,
+    {val("subscriptionId")} as subscription_id,
+    null::varchar as units_json
+from judged
 """  # noqa: S608 - every interpolated piece is generated from the contract or formatted here

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 
 from contracts.events import AI_EVENT_TYPES, MeteringEvent
 from dagster_project.ingest import loader as loader_module
+from dagster_project.ingest import validation
 from dagster_project.ingest.loader import LoadReport, canonical_json, load_new_files
 
 AS_OF = datetime(2026, 10, 2, 12, 0, tzinfo=UTC)
@@ -232,6 +234,80 @@ def test_changed_file_loads_only_new_lines(tmp_path: Path, connection: duckdb.Du
     assert (report.files_loaded, report.accepted, report.duplicates, report.rejected) == (1, 2, 3, 0)
     assert [row[0] for row in events(connection)] == ["t0", "t1", "t2", "t3", "t4"]
     assert connection.execute("select count(*) from raw.loaded_files").fetchone()[0] == 2
+
+
+def test_changed_file_with_the_same_size_and_old_mtime_is_read_again(tmp_path: Path,
+                                                                   connection: duckdb.DuckDBPyConnection) -> None:
+    path = write(tmp_path, "a.jsonl", [line(transactionId="t1")])
+    load(connection, tmp_path)
+    old = path.stat()
+    write(tmp_path, "a.jsonl", [line(transactionId="t2")])  # same size, other content
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))  # mtime put back: ctime still moves
+    report = load(connection, tmp_path)
+    assert (report.files_loaded, report.accepted) == (1, 1)
+    assert [row[0] for row in events(connection)] == ["t1", "t2"]
+
+
+def test_unchanged_files_are_not_read_again(tmp_path: Path, connection: duckdb.DuckDBPyConnection,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "a.jsonl", [line(transactionId="t1")])
+    write(tmp_path, "b.jsonl", [line(transactionId="t2")])
+    first = load(connection, tmp_path)
+    # as if a.jsonl had last changed a while before that load read it (not within the margin)
+    connection.execute("update raw.loaded_files set loaded_at = loaded_at + interval 1 hour "
+                       "where source_file = 'landing/events/a.jsonl'")
+    write(tmp_path, "b.jsonl", [line(transactionId="t3")])  # same size, changed since its load: hashed again
+
+    hashed: list[str] = []
+    original = loader_module._file_sha256
+
+    def spy(path: Path) -> str:
+        hashed.append(path.name)
+        return original(path)
+
+    monkeypatch.setattr(loader_module, "_file_sha256", spy)
+    report = load(connection, tmp_path)
+    assert hashed == ["b.jsonl"]
+    assert [(f.source_file, f.status) for f in report.files] == [
+        ("landing/events/a.jsonl", "skipped"), ("landing/events/b.jsonl", "loaded")]
+    assert report.files[0].content_sha256 == first.files[0].content_sha256
+    assert [row[0] for row in events(connection)] == ["t1", "t2", "t3"]
+
+
+def test_ids_loaded_before_are_found_in_every_batch_and_block(tmp_path: Path, connection: duckdb.DuckDBPyConnection,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The insert assumes new ids; a batch or a big file that repeats old ones is done again, looking them up."""
+    write(tmp_path, "a.jsonl", [line(transactionId=f"t{i}") for i in range(10)])
+    load(connection, tmp_path)
+    monkeypatch.setattr(loader_module, "BLOCK_BYTES", 1_500)
+    monkeypatch.setattr(loader_module, "BATCH_BYTES", 1_500)
+    # a big file (several blocks) whose late block repeats an old id; small files around it
+    big = [line(transactionId=f"n{i}") for i in range(12)] + [line(transactionId="t3"),
+                                                               line(transactionId="t4", inputTokenCount=9)]
+    write(tmp_path, "b-big.jsonl", big)
+    write(tmp_path, "c.jsonl", [line(transactionId="n1"), line(transactionId="c1")])
+    write(tmp_path, "d.jsonl", [line(transactionId="t5")])
+    report = load(connection, tmp_path)
+    by_file = {f.source_file.rsplit("/", 1)[1]: (f.lines_read, f.accepted, f.duplicates, f.rejected)
+               for f in report.files if f.status != "skipped"}
+    assert by_file == {"b-big.jsonl": (14, 12, 1, 1), "c.jsonl": (2, 1, 1, 0), "d.jsonl": (1, 0, 1, 0)}
+    assert report.rejected_by_reason == {"duplicate_conflict": 1}
+    assert connection.execute("select count(*), count(distinct transaction_id) from raw.events").fetchone() == (23, 23)
+    assert connection.execute("select source_file from raw.events where transaction_id = 'n1'").fetchone()[0] == (
+        "landing/events/b-big.jsonl")
+
+
+def test_first_wins_across_batches(tmp_path: Path, connection: duckdb.DuckDBPyConnection,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches are validated ahead (in the background) but written in file order."""
+    monkeypatch.setattr(loader_module, "BATCH_BYTES", 1)  # every file a batch of its own
+    for index in range(6):
+        write(tmp_path, f"{index}.jsonl", [line(transactionId="same", inputTokenCount=index),
+                                           line(transactionId=f"own-{index}")])
+    report = load(connection, tmp_path)
+    assert (report.accepted, report.duplicates, report.rejected) == (7, 0, 5)
+    assert events(connection, "transaction_id, input_tokens")[0] == ("same", 0)
+    assert [r[:2] for r in rejected(connection)] == [(f"landing/events/{i}.jsonl", 1) for i in range(1, 6)]
 
 
 def test_duplicate_with_different_payload_is_a_conflict(tmp_path: Path,
@@ -606,3 +682,81 @@ def test_sql_validation_agrees_with_pydantic(tmp_path: Path, connection: duckdb.
     assert not disagreements, disagreements[:5]
     # the sample exercises both outcomes and the documented divergences
     assert len(accepted_lines) > 100 and len(rejected_lines) > 200 and strict_cases > 10
+
+
+# --------------------------------------------------------------------------------------------
+# the fast path (validation.fast_sql) agrees with the full validation, line for line
+
+FAST_PATH_LINES = [
+    line(transactionId="x" * 128), line(transactionId="ünïcødé-✓"), line(transactionId=_ABSENT), line(transactionId=None),
+    line(transactionId="quote\"in-id"), line(provider="open\u00e9ai"),
+    line(eventType=_ABSENT), line(eventType=None), line(eventType="tool_call", provider=None, model=None),
+    line(eventType="custom", provider=_ABSENT), line(eventType="image", model=None),
+    line(inputTokenCount=2**63 - 1, outputTokenCount=0), line(inputTokenCount=2**63 - 1, outputTokenCount=1),
+    line(inputTokenCount=2**63 - 1, outputTokenCount=1, totalTokenCount=5), line(inputTokenCount=2**63),
+    line(inputTokenCount=2**64), line(inputTokenCount=5.0), line(inputTokenCount="5"), line(inputTokenCount=True),
+    line(reasoningTokenCount=0, cacheReadTokenCount=None), line(totalTokenCount=None), line(totalTokenCount=2**63),
+    line(totalCost=0), line(totalCost=1), line(totalCost=True), line(totalCost=False), line(totalCost="0.5"),
+    line(totalCost=9999999999.9999999999), line(totalCost="9999999999.9999999999"), line(totalCost=10**10),
+    line(totalCost="1e-10"), line(totalCost="1e-11"), line(totalCost="0.1234567891"), line(totalCost="0.12345678912"),
+    line(totalCost="1.50"), line(totalCost=None), line(totalCost={}), line(totalCost=[1]),
+    line(totalCost=_ABSENT, inputTokenCost=9999999999, outputTokenCost=1),
+    line(totalCost=_ABSENT, inputTokenCost="0.25", cacheCreationTokenCost=0.5),
+    line(totalCost=_ABSENT, cacheReadTokenCost=None),
+    line(subscriber={"id": "u", "credential": {"name": "k", "value": "v"}}),
+    line(subscriber={"id": "u", "credential": {"value": "v"}}),
+    line(subscriber={"id": "u", "credential": {"name": None, "value": "v"}}),
+    line(subscriber={"id": "u", "credential": {"name": "k", "value": ""}}),
+    line(subscriber={"id": "u", "credential": {"name": "k"}}), line(subscriber={"id": "u", "credential": None}),
+    line(subscriber={"id": "u", "credential": []}), line(subscriber={"id": "u", "email": None, "x": {"id": 5}}),
+    line(subscriber={"id": ""}), line(subscriber={"id": "u", "email": ["a"]}), line(subscriber=[{"id": "u"}]),
+    line(units={"pages": 2}), line(units=None, payload={"a": 1}), line(payload={"a": "x"}), line(metadata=None),
+    line(metadata={"totalCost": "abc"}), line(metadata=[]), line(responseTime=None), line(responseTime=""),
+    line(requestTime=(AS_OF + timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ")),
+    line(requestTime=(AS_OF + timedelta(hours=24, microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+    line(requestTime="2026-10-01T10:00:00.5+05:30"), line(requestTime="2026-10-01T10:00:00+24:00"),
+    line(organizationName=None, organizationId=5), line(productName=""), line(subscriptionId=None),
+    '{"transactionId":"dup-key","inputTokenCount":5,"inputTokenCount":-1,' + line()[1:].split(",", 1)[1],
+    ' ' + line(transactionId="leading-space") + ' \t', '{"transactionId":"trailing-comma",' + line()[1:-1] + ',}',
+    line(totalCost="NaN"), line().replace('"totalCost":"0.0001"', '"totalCost":NaN'),
+    line().replace('"totalCost":"0.0001"', '"totalCost":0.00010000000000000000000001'),
+    line().replace('"totalCost":"0.0001"', '"totalCost":1E-4'),
+    # keys written with escapes: a missing key is told from a null one by the key's text
+    line().replace('"inputTokenCount":100', '"\\u0069nputTokenCount":null'),
+    line().replace('"totalCost":"0.0001"', '"\\u0074otalCost":"abc"'),
+    line().replace('"eventType":"completion"', '"event\\u0054ype":null'),
+]
+
+
+def _stored(connection: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        "events": connection.execute(
+            "select * exclude (load_id, loaded_at) from raw.events order by source_file, line_number").fetchall(),
+        "rejected": connection.execute("select * exclude (load_id, rejected_at) from raw.rejected_events "
+                                       "order by source_file, line_number").fetchall(),
+        "duplicates": connection.execute(
+            "select * exclude (load_id) from raw.duplicate_events order by source_file, line_number").fetchall(),
+    }
+
+
+def test_fast_path_agrees_with_the_full_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an id of its own for each line, so that every accepted line's columns are compared
+    own = [text.replace('"transactionId":"tx-1"', f'"transactionId":"fp-{i}"') for i, text in enumerate(FAST_PATH_LINES)]
+    lines = own + _random_lines(1500, seed=20261127)
+    write(tmp_path, "a.jsonl", lines)
+    # how many lines the fast path vouches for by itself
+    table, _count = loader_module._lines_table((tmp_path / EVENTS / "a.jsonl").read_bytes(), 0, 1, True)
+    probe = duckdb.connect()
+    validation.install_macros(probe)
+    probe.register("lines", table)
+    clean = probe.execute(f"select count(*) filter (where clean), count(*) from ({validation.fast_sql('lines', AS_OF.replace(tzinfo=None))})").fetchone()
+    fast = duckdb.connect()
+    load(fast, tmp_path)
+    monkeypatch.setattr(validation, "_clean_condition", lambda rule: "false")  # every line: the full validation
+    full = duckdb.connect()
+    load(full, tmp_path)
+    got, expected = _stored(fast), _stored(full)
+    for name in expected:
+        assert got[name] == expected[name], name
+    assert len(expected["events"]) > 200 and len(expected["rejected"]) > 500
+    assert clean[0] > 300, clean  # the comparison covers many lines the fast path took
