@@ -497,6 +497,26 @@ def _timestamp_literal(value: datetime) -> str:
     return f"timestamp '{value.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
+# raw.events columns both validation queries (full and fast) select the same way from the
+# contract: (column, field, read as a token count rather than a plain value)
+_MODEL_AND_TOKEN_COLUMNS = (
+    ("provider", "provider", False), ("model", "model", False),
+    ("input_tokens", "inputTokenCount", True), ("output_tokens", "outputTokenCount", True),
+    ("reasoning_tokens", "reasoningTokenCount", True), ("cache_read_tokens", "cacheReadTokenCount", True),
+    ("cache_creation_tokens", "cacheCreationTokenCount", True),
+)
+_WHO_COLUMNS = tuple((column, field, False) for column, field in (
+    ("organization_id", "organizationId"), ("organization_name", "organizationName"),
+    ("product_id", "productId"), ("product_name", "productName"), ("subscriber_id", "subscriber.id"),
+    ("subscriber_email", "subscriber.email"), ("credential_name", "subscriber.credential.name"),
+    ("credential_value", "subscriber.credential.value"), ("subscription_id", "subscriptionId"),
+))
+
+
+def _select_list(columns: tuple[tuple[str, str, bool], ...], val: Any, count: Any) -> str:
+    return ",\n    ".join(f"{(count if is_count else val)(field)} as {column}" for column, field, is_count in columns)
+
+
 def validation_sql(source: str, as_of_utc: datetime) -> str:
     """A SELECT over ``source`` (columns file_order, line_number, raw, blank, pre_reason) giving,
     for every non-blank line, either ``reason``/``field`` or the typed raw.events columns (the
@@ -589,25 +609,11 @@ select
     coalesce({val(EVENT_TYPE_FIELD)}, 'completion') as event_type,
     case when check_index is null then ts_requestTime end as request_time,
     case when check_index is null then ts_responseTime end as response_time,
-    {val("provider")} as provider,
-    {val("model")} as model,
-    {count("inputTokenCount")} as input_tokens,
-    {count("outputTokenCount")} as output_tokens,
-    {count("reasoningTokenCount")} as reasoning_tokens,
-    {count("cacheReadTokenCount")} as cache_read_tokens,
-    {count("cacheCreationTokenCount")} as cache_creation_tokens,
+    {_select_list(_MODEL_AND_TOKEN_COLUMNS, val, count)},
     coalesce(({val("totalTokenCount")})::bigint, ({count("inputTokenCount")} + {count("outputTokenCount")}))
         as total_tokens,
     coalesce({cost("totalCost")}, case when {part_present} then {part_sum} end) as reported_cost_usd,
-    {val("organizationId")} as organization_id,
-    {val("organizationName")} as organization_name,
-    {val("productId")} as product_id,
-    {val("productName")} as product_name,
-    {val("subscriber.id")} as subscriber_id,
-    {val("subscriber.email")} as subscriber_email,
-    {val("subscriber.credential.name")} as credential_name,
-    {val("subscriber.credential.value")} as credential_value,
-    {val("subscriptionId")} as subscription_id,
+    {_select_list(_WHO_COLUMNS, val, count)},
     case when check_index is not null then null
          when {units_t} = 'OBJECT' then mh_units_json({UNITS_FIELD}_j, {UNITS_FIELD}_d, true)
          when {payload_t} = 'OBJECT' then mh_units_json({UNITS_FALLBACK_FIELD}_j, {UNITS_FALLBACK_FIELD}_d, false)
@@ -760,26 +766,12 @@ select
     coalesce({val(EVENT_TYPE_FIELD)}, 'completion') as event_type,
     ts_requestTime as request_time,
     ts_responseTime as response_time,
-    {val("provider")} as provider,
-    {val("model")} as model,
-    {count("inputTokenCount")} as input_tokens,
-    {count("outputTokenCount")} as output_tokens,
-    {count("reasoningTokenCount")} as reasoning_tokens,
-    {count("cacheReadTokenCount")} as cache_read_tokens,
-    {count("cacheCreationTokenCount")} as cache_creation_tokens,
+    {_select_list(_MODEL_AND_TOKEN_COLUMNS, val, count)},
     case when clean then coalesce({val("totalTokenCount")}, {count("inputTokenCount")} + {count("outputTokenCount")})
         end as total_tokens,
     coalesce({_cost_column(RULES_BY_NAME["totalCost"])}, case when {part_present} then {part_sum} end)
         as reported_cost_usd,
-    {val("organizationId")} as organization_id,
-    {val("organizationName")} as organization_name,
-    {val("productId")} as product_id,
-    {val("productName")} as product_name,
-    {val("subscriber.id")} as subscriber_id,
-    {val("subscriber.email")} as subscriber_email,
-    {val("subscriber.credential.name")} as credential_name,
-    {val("subscriber.credential.value")} as credential_value,
-    {val("subscriptionId")} as subscription_id,
+    {_select_list(_WHO_COLUMNS, val, count)},
     null::varchar as units_json
 from judged
 """  # noqa: S608 - every interpolated piece is generated from the contract or formatted here
