@@ -152,7 +152,10 @@ def _run_billing(
         raise UsageError(str(error)) from error
     clock = settings.as_of(as_of).isoformat()
     os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster"))
+    from dagster_project.lib.gc_tuning import tune_for_batch_process
     from dagster_project.runner import bill_partition
+
+    tune_for_batch_process()
 
     # dagster-dbt echoes dbt's own log to stdout; keep it in a file so stdout stays this command's answer
     log_path = root / ".dagster" / "last_bill.log"

@@ -35,6 +35,7 @@ def _bill(root: Path, partition_key: str, as_of: str, log_level: str, last_parti
     from dagster_project.definitions import build_defs
     from dagster_project.invoicing.assets import INVOICES
     from dagster_project.lib.event_log import write_instance_config
+    from dagster_project.lib.gc_tuning import freeze_long_lived
     from dagster_project.quality.warm_suite import warm_suite
 
     home = root / ".dagster"
@@ -45,6 +46,7 @@ def _bill(root: Path, partition_key: str, as_of: str, log_level: str, last_parti
     warnings.filterwarnings("ignore", message="Asset job bill_period materializes assets with varying")
     defs = build_defs(data_dir=str(root), as_of=as_of)
     job = defs.resolve_job_def("bill_period")
+    freeze_long_lived()  # the imports and definitions (lib/gc_tuning.py)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         if last_partition_key and last_partition_key != partition_key:
             partition = {"tags": {

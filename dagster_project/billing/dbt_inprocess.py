@@ -33,6 +33,7 @@ from typing import Any
 import dagster as dg
 
 from dagster_project import settings, warehouse
+from dagster_project.lib.gc_tuning import freeze_long_lived
 
 # dbt's structured-log events that carry one node's result (what dagster-dbt turns into events)
 RESULT_EVENTS = frozenset({"LogSeedResult", "LogModelResult", "LogSnapshotResult", "LogTestResult"})
@@ -88,6 +89,7 @@ def parsed_manifest(scratch_dir: Path):
                 scratch_dir.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(seed, own)
             _PARSED[project_dir] = _parse(scratch_dir)
+            freeze_long_lived()  # the manifest stays for the process (lib/gc_tuning.py)
         return _PARSED[project_dir]
 
 
@@ -147,7 +149,7 @@ def stream_build(
             outcome["result"] = dbtRunner(manifest=manifest, callbacks=[collect]).invoke(
                 # no manifest.json / run_results.json per run (~0.4 s): nothing reads them, the
                 # manifest is in memory and each result reaches Dagster as an event
-                ["--quiet", "--no-write-json", *cleaned, *_project_args(target_path), *indirect,
+                ["--quiet", "--no-write-json", "--log-level-file", "info", *cleaned, *_project_args(target_path), *indirect,
                  *params.selection_args]
             )
         except BaseException as error:  # surfaced in the asset's thread below

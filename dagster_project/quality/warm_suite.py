@@ -27,6 +27,9 @@ _worker: ProcessPoolExecutor | None = None
 
 def _import_suite() -> None:
     import dagster_project.quality.suite  # noqa: F401
+    from dagster_project.lib.gc_tuning import freeze_long_lived
+
+    freeze_long_lived()  # Great Expectations' modules stay for the worker's life
 
 
 def _validate(drafts: pd.DataFrame, lines: pd.DataFrame, quality_dir: Path) -> list[CheckOutcome]:
