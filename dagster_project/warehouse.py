@@ -15,29 +15,8 @@ from pathlib import Path
 
 import duckdb
 
-DDL = """
-create schema if not exists raw;
-create schema if not exists catalog;
-create schema if not exists billing;
-create schema if not exists marts;
-
--- one row per file content ever loaded; a changed or re-dropped file shows up as a new hash
-create table if not exists raw.loaded_files (
-    source_file      varchar   not null,   -- path relative to the data dir, '/'-separated
-    size_bytes       bigint    not null,
-    content_sha256   varchar   not null,
-    load_id          varchar   not null,
-    loaded_at        timestamp not null,
-    lines_read       bigint    not null,
-    accepted         bigint    not null,
-    duplicates       bigint    not null,
-    rejected         bigint    not null,
-    primary key (source_file, content_sha256)
-);
-
--- accepted, deduplicated events; the first line with a transaction id wins for ever
-create table if not exists raw.events (
-    transaction_id          varchar   not null primary key,
+RAW_EVENTS_COLUMNS = """\
+    transaction_id          varchar   not null,   -- unique; no key: see ingest/loader.py
     payload_sha256          varchar   not null,   -- of the canonical JSON, for duplicate vs conflict
     event_type              varchar   not null,
     request_time            timestamp not null,   -- UTC
@@ -66,6 +45,31 @@ create table if not exists raw.events (
     line_number             bigint    not null,
     load_id                 varchar   not null,
     loaded_at               timestamp not null
+"""
+
+DDL = """
+create schema if not exists raw;
+create schema if not exists catalog;
+create schema if not exists billing;
+create schema if not exists marts;
+
+-- one row per file content ever loaded; a changed or re-dropped file shows up as a new hash
+create table if not exists raw.loaded_files (
+    source_file      varchar   not null,   -- path relative to the data dir, '/'-separated
+    size_bytes       bigint    not null,
+    content_sha256   varchar   not null,
+    load_id          varchar   not null,
+    loaded_at        timestamp not null,
+    lines_read       bigint    not null,
+    accepted         bigint    not null,
+    duplicates       bigint    not null,
+    rejected         bigint    not null,
+    primary key (source_file, content_sha256)
+);
+
+-- accepted, deduplicated events; the first line with a transaction id wins for ever
+create table if not exists raw.events (
+{raw_events_columns}
 );
 
 create table if not exists raw.rejected_events (
@@ -290,12 +294,36 @@ MIGRATIONS = """
 alter table marts.invoices add column if not exists document_type varchar default 'invoice';
 alter table catalog.subscription_periods add column if not exists recurring_note varchar;
 alter table marts.invoice_lines add column if not exists line_type varchar;
+-- the start of the latest load that hashed the file again and found this content (ingest/loader.py)
+alter table raw.loaded_files add column if not exists verified_at timestamp;
 """
 
 
 def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
-    connection.execute(DDL)
+    connection.execute(DDL.format(raw_events_columns=RAW_EVENTS_COLUMNS))
     connection.execute(MIGRATIONS)
+    _drop_events_primary_key(connection)
+
+
+def _drop_events_primary_key(connection: duckdb.DuckDBPyConnection) -> None:
+    """Warehouses made before 2026-11-27 have a primary key on raw.events.transaction_id, which
+    DuckDB cannot drop: the table is copied once into one without it (ingest/loader.py says why)."""
+    keyed = connection.execute(
+        "select count(*) from duckdb_constraints() where schema_name = 'raw' and table_name = 'events'"
+        " and constraint_type = 'PRIMARY KEY'"
+    ).fetchone()[0]
+    if not keyed:
+        return
+    connection.execute("begin")
+    try:
+        connection.execute(f"create table raw.events_unkeyed (\n{RAW_EVENTS_COLUMNS}\n)")
+        connection.execute("insert into raw.events_unkeyed select * from raw.events")
+        connection.execute("drop table raw.events")
+        connection.execute("alter table raw.events_unkeyed rename to events")
+        connection.execute("commit")
+    except BaseException:
+        connection.execute("rollback")
+        raise
 
 
 @contextmanager

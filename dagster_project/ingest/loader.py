@@ -13,7 +13,9 @@ Files
     loaded again, and its old lines then become duplicates. A file whose size matches a loaded
     version is hashed again unless it has not changed since the load that read it: its mtime and
     ctime are older than that load's start (``loaded_at``) by ``UNCHANGED_MARGIN``; then it is
-    that content and is skipped unread. Any write to a file moves its ctime (which no tool can set
+    that content and is skipped unread. A file hashed again and found unchanged records that
+    load's start (``verified_at``), so a file that arrived just before the load that read it is
+    hashed again once, not at every load. Any write to a file moves its ctime (which no tool can set
     back), so a changed file is always read again; history is not re-read on every run. (This
     trusts the file system's clock to within the margin, e.g. an NFS server's.) A new size is
     known new.
@@ -53,13 +55,14 @@ Identity and duplicates
     So a byte-identical re-send is a duplicate; a re-send with the same id but re-formatted text
     is a conflict (visible, never billed twice, never silently dropped).
   * The first accepted line with an id wins: across loads (raw.events is never rewritten), and
-    within a load by file order then line number. A batch's new ids are inserted with a plain
-    INSERT, which the primary key checks id by id without reading raw.events (``INSERT ... ON
-    CONFLICT`` is not used: DuckDB plans it as a MERGE whose hash join scans raw.events' ids for
-    every batch). If some id is there after all, the insert fails, the batch's transaction is
-    rolled back and done again, this time looking its ids up with one join over raw.events (a big
-    file is read again); ids repeated within a batch, or within a big file's blocks, never need
-    that.
+    within a load by file order then line number. Each batch looks its ids up in raw.events with
+    one hash join, built on the batch's ids and probed with raw.events' id column (earlier blocks
+    of a big file's transaction are in raw.events already). raw.events has no primary key: at
+    scale the key cost more than all the rest of the load (DuckDB's index on random ids, written
+    again at every checkpoint and held in memory: a 10 M-row load 5x slower, one more day into it
+    6x slower than this join; docs/performance.md). ``INSERT ... ON CONFLICT`` would need the key
+    and runs as a MERGE scanning raw.events anyway. Uniqueness is checked again where it matters,
+    before invoices are released: a data test on ``stg_raw__events.transaction_id``.
 
 Transactions and batches
   * Small files are grouped into batches of about ``BATCH_BYTES``; a file larger than that is a
@@ -120,7 +123,7 @@ EVENTS_DIR = Path("landing") / "events"
 BLOCK_BYTES = 128 * 1024 * 1024
 BATCH_BYTES = BLOCK_BYTES
 ARROW_BATCH_ROWS = 16_384
-_TEMP_TABLES = ("_mh_files", "_mh_inflight", "_mh_prior", "_mh_repeats")
+_TEMP_TABLES = ("_mh_files", "_mh_prior", "_mh_repeats")
 _STAGER_TEMP_TABLES = ("_mh_checked", "_mh_slow")
 _SEQ_SHIFT = 40  # seq = file_order << 40 | line_number: order of lines within a batch
 _BOM = b"\xef\xbb\xbf"
@@ -172,10 +175,6 @@ class LoadReport:
 
 class _Unreadable(Exception):
     pass
-
-
-class _HistoryConflict(Exception):
-    """An optimistic insert met an id that raw.events already holds (the transaction is aborted)."""
 
 
 class _HashingReader:
@@ -404,7 +403,6 @@ class _Loader:
             _utc_naive(as_of),
         )
         self.reasons: Counter[str] = Counter()
-        self.inflight = False
         # validation runs on a second connection to the same database, in one background thread,
         # while this connection inserts the batch validated before (the insert is single-threaded)
         self.stager = connection.cursor()
@@ -473,32 +471,19 @@ class _Loader:
         ).to_arrow_table()
         return _Staged(checked=checked, multi=multi, files=files)
 
-    def begin_transaction(self) -> None:
-        """Ids inserted by earlier blocks of the same transaction (a big file) are kept here."""
-        self._execute("create or replace temp table _mh_inflight (transaction_id varchar, payload_sha256 varchar, "
-                      "source_file varchar, line_number bigint)")
-        self.inflight = False
-
-    def write(self, staged: _Staged, optimistic: bool, more_blocks: bool = False) -> None:
-        """Insert a staged batch inside the open transaction: events, duplicates, rejects.
-
-        ``optimistic``: assume that no id of the batch is in raw.events yet (the common case) and
-        insert with a plain INSERT, which the primary key checks per id without reading
-        raw.events; an id that is there after all raises ``_HistoryConflict`` (the transaction
-        is then aborted: the caller rolls back and runs it again with ``optimistic=False``, which
-        looks the ids up with one join over raw.events). ``INSERT ... ON CONFLICT`` is not used:
-        DuckDB runs it as a MERGE whose join scans raw.events for every batch.
-        ``more_blocks``: later blocks of the same transaction follow (remember what was inserted).
-        """
+    def write(self, staged: _Staged) -> None:
+        """Insert a staged batch inside the open transaction: events, duplicates, rejects. The
+        batch's ids are looked up in raw.events with one hash join (built on the batch's ids;
+        earlier blocks of the same transaction are in raw.events already)."""
         self.connection.register("_mh_checked", staged.checked)
         self.connection.register("_mh_multi", staged.multi)
         try:
-            self._write(staged.files, optimistic, more_blocks, staged.multi.num_rows > 0)
+            self._write(staged.files, staged.multi.num_rows > 0)
         finally:
             _unregister(self.connection, "_mh_checked")
             _unregister(self.connection, "_mh_multi")
 
-    def _write(self, files: list[_FileState], optimistic: bool, more_blocks: bool, multi: bool) -> None:
+    def _write(self, files: list[_FileState], multi: bool) -> None:
         load_id = self.report.load_id
         file_rows = [(state.order, state.report.source_file) for state in files]
         self._execute("create or replace temp table _mh_files (file_order integer, source_file varchar)")
@@ -508,38 +493,20 @@ class _Loader:
         if multi:
             winners += """ and not exists (
                 select 1 from _mh_multi m where m.transaction_id = c.transaction_id and m.first_seq <> c.seq)"""
-        # ids already in raw.events before this batch: earlier blocks of this transaction, and
-        # (only when not optimistic) earlier loads and batches
-        self._execute("create or replace temp table _mh_prior (transaction_id varchar, payload_sha256 varchar, "
-                      "source_file varchar, line_number bigint)")
-        earlier = "raw.events" if not optimistic else "_mh_inflight" if self.inflight else None
-        if earlier:
-            self._execute(
-                f"""insert into _mh_prior
-                    select e.transaction_id, e.payload_sha256, e.source_file, e.line_number
-                    from (select c.transaction_id {winners}) o join {earlier} e using (transaction_id)"""  # noqa: S608
-            )
+        # ids already in raw.events: earlier loads, batches and blocks of this transaction
+        self._execute(
+            f"""create or replace temp table _mh_prior as
+                select e.transaction_id, e.payload_sha256, e.source_file, e.line_number
+                from (select c.transaction_id {winners}) o join raw.events e using (transaction_id)"""  # noqa: S608
+        )
         columns = ", ".join(_EVENT_COLUMNS)
         selected = ", ".join("c.raw" if column == "attributes_json" else f"c.{column}" for column in _EVENT_COLUMNS)
-        new = winners
-        if earlier:
-            new += " and not exists (select 1 from _mh_prior p where p.transaction_id = c.transaction_id)"
-        try:
-            self._execute(
-                f"""insert into raw.events ({columns}, source_file, line_number, load_id, loaded_at)
-                    select {selected}, f.source_file, c.line_number, ?, ? {new}""",  # noqa: S608
-                [load_id, self.loaded_at],
-            )
-        except duckdb.ConstraintException as exc:
-            if optimistic:
-                raise _HistoryConflict from exc
-            raise
-        if more_blocks:
-            self._execute(
-                f"""insert into _mh_inflight
-                    select c.transaction_id, c.payload_sha256, f.source_file, c.line_number {new}"""  # noqa: S608
-            )
-            self.inflight = True
+        new = winners + " and not exists (select 1 from _mh_prior p where p.transaction_id = c.transaction_id)"
+        self._execute(
+            f"""insert into raw.events ({columns}, source_file, line_number, load_id, loaded_at)
+                select {selected}, f.source_file, c.line_number, ?, ? {new}""",  # noqa: S608
+            [load_id, self.loaded_at],
+        )
         # every accepted line that is not the first of its id: a duplicate or a conflict
         self._execute(
             """create or replace temp table _mh_repeats as
@@ -707,9 +674,11 @@ def load_new_files(
     report = LoadReport(load_id=f"load-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}")
 
     known: dict[str, dict[int, set[str]]] = {}
-    last_read: dict[tuple[str, int], tuple[datetime, str]] = {}  # (path, size) -> (latest load, its hash)
+    # (path, size) -> (start of the latest load that read or re-hashed it, the hash it found)
+    last_read: dict[tuple[str, int], tuple[datetime, str]] = {}
     for source_file, size, sha, at in connection.execute(
-        "select source_file, size_bytes, content_sha256, loaded_at from raw.loaded_files"
+        "select source_file, size_bytes, content_sha256, greatest(loaded_at, coalesce(verified_at, loaded_at))"
+        " from raw.loaded_files"
     ).fetchall():
         known.setdefault(source_file, {}).setdefault(size, set()).add(sha)
         if not sha.startswith("unreadable-") and at > last_read.get((source_file, size), (datetime.min, ""))[0]:
@@ -723,26 +692,21 @@ def load_new_files(
 
     pending: list[tuple[Future[_Staged] | None, list[_FileState]]] = []  # staged, not written yet
     written = False
+    verified: list[tuple[str, str]] = []  # (path, hash) found unchanged by hashing the file again
 
     def write_batch(staged: Future[_Staged] | None, batch_files: list[_FileState]) -> None:
         result = staged.result() if staged else None
-        for optimistic in (True, False):
-            connection.begin()
-            try:
-                loader.begin_transaction()
-                if result:
-                    loader.write(result, optimistic)
-                loader.record_files(batch_files)
-                fault_point("ingest.before_commit")
-                connection.commit()
-                fault_point("ingest.after_commit")
-            except _HistoryConflict:
-                connection.rollback()  # some ids were loaded before: again, looking them up
-                continue
-            except BaseException:
-                connection.rollback()
-                raise
-            break
+        connection.begin()
+        try:
+            if result:
+                loader.write(result)
+            loader.record_files(batch_files)
+            fault_point("ingest.before_commit")
+            connection.commit()
+            fault_point("ingest.after_commit")
+        except BaseException:
+            connection.rollback()
+            raise
 
     def flush(drain: bool = False) -> None:
         """Start validating the current batch and write the one validated before it (in file
@@ -776,6 +740,7 @@ def load_new_files(
                 file_report.content_sha256 = _file_sha256(path)
                 if file_report.content_sha256 in known[relative][size]:
                     file_report.status = "skipped"
+                    verified.append((relative, file_report.content_sha256))
                     bar.file_done(total_lines)
                     continue
             bar.start_file(relative, size)
@@ -788,6 +753,12 @@ def load_new_files(
                 written = True
             bar.file_done(total_lines)
         flush(drain=True)
+        if verified:
+            # the next load can skip these unread, as if this load had read them
+            connection.executemany(
+                "update raw.loaded_files set verified_at = ? where source_file = ? and content_sha256 = ?",
+                [(loaded_at, relative, sha) for relative, sha in verified],
+            )
     finally:
         bar.stop()
         loader.close()
@@ -808,10 +779,10 @@ def load_new_files(
 
 
 def _load_one(loader: _Loader, connection: duckdb.DuckDBPyConnection, path: Path, state: _FileState,
-              batch: _Batch, bar: _Progress, flush: Any, total_lines: int, optimistic: bool = True) -> int:
+              batch: _Batch, bar: _Progress, flush: Any, total_lines: int) -> int:
     """Read one file into the batch; a file bigger than a block gets its own transaction."""
     file_report = state.report
-    lines_before, reasons_before = total_lines, Counter(loader.reasons)
+    reasons_before = Counter(loader.reasons)
     staged: Future[_Staged] | None = None  # the block validated in the background, not written yet
     with path.open("rb") as handle:
         reader = _HashingReader(handle)
@@ -834,18 +805,14 @@ def _load_one(loader: _Loader, connection: duckdb.DuckDBPyConnection, path: Path
                     flush(drain=True)
                     connection.begin()
                     own_transaction = True
-                    loader.begin_transaction()
                     staged = loader.submit_stage(pending.pop(), [state])
                 next_staged = loader.submit_stage(table, [state])
-                loader.write(staged.result(), optimistic, more_blocks=True)
+                loader.write(staged.result())
                 staged = next_staged
                 bar.advance_file(reader.size, line_number - 1)
             if staged:
-                loader.write(staged.result(), optimistic, more_blocks=True)
+                loader.write(staged.result())
                 staged = None
-        except _HistoryConflict:
-            connection.rollback()
-            own_transaction = False
         except _Unreadable as exc:
             if own_transaction:
                 connection.rollback()
@@ -885,10 +852,6 @@ def _load_one(loader: _Loader, connection: duckdb.DuckDBPyConnection, path: Path
         finally:
             if staged:
                 staged.exception()  # the background validation must be done before anything else runs
-    # some ids of the big file were loaded before: the whole file again, looking them up
-    file_report.lines_read = file_report.accepted = file_report.duplicates = file_report.rejected = 0
-    loader.reasons = reasons_before
-    return _load_one(loader, connection, path, state, batch, bar, flush, lines_before, optimistic=False)
 
 
 def _sha256_column(raw: pa.ChunkedArray) -> pa.Array:

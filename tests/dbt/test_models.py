@@ -678,3 +678,18 @@ def test_parse_needs_no_database(tmp_path: Path) -> None:
     result = run_dbt(["parse"], missing, tmp_path / "target")
     assert result.success, result.exception
     assert not missing.parent.exists()
+
+
+def test_a_repeated_transaction_id_in_raw_events_fails_the_build(warehouse: Path, tmp_path: Path) -> None:
+    """raw.events has no primary key (the loader keeps ids unique); the staging model's unique
+    test is what stops a repeated id before anything is rated twice."""
+    copy = tmp_path / "repeated_id.duckdb"
+    copy.write_bytes(warehouse.read_bytes())
+    with duckdb.connect(str(copy)) as connection:
+        repeated = connection.execute("select transaction_id from raw.events order by 1 limit 1").fetchone()[0]
+        connection.execute("insert into raw.events select * from raw.events where transaction_id = ?", [repeated])
+    result = run_dbt(["test", "--select", "stg_raw__events"], copy, tmp_path / "target")
+    failed = [r.node.name for r in result.result if str(r.status) == "fail"]
+    assert not result.success
+    # the event also counts twice against the reconciliation of billed and unbilled usage
+    assert sorted(failed) == ["assert_every_event_billed_or_unbilled", "unique_stg_raw__events_transaction_id"]

@@ -19,6 +19,7 @@ from contracts.events import AI_EVENT_TYPES, MeteringEvent
 from dagster_project.ingest import loader as loader_module
 from dagster_project.ingest import validation
 from dagster_project.ingest.loader import LoadReport, canonical_json, load_new_files
+from dagster_project.warehouse import RAW_EVENTS_COLUMNS, ensure_schema
 
 AS_OF = datetime(2026, 10, 2, 12, 0, tzinfo=UTC)
 EVENTS = Path("landing") / "events"
@@ -272,6 +273,32 @@ def test_unchanged_files_are_not_read_again(tmp_path: Path, connection: duckdb.D
         ("landing/events/a.jsonl", "skipped"), ("landing/events/b.jsonl", "loaded")]
     assert report.files[0].content_sha256 == first.files[0].content_sha256
     assert [row[0] for row in events(connection)] == ["t1", "t2", "t3"]
+
+
+def test_a_file_hashed_again_and_found_unchanged_is_not_hashed_at_every_load(
+        tmp_path: Path, connection: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file written just before the load that read it (within the margin) is hashed again by the
+    next load; that load records it found the same content, so later loads skip it unread."""
+    write(tmp_path, "a.jsonl", [line(transactionId="t1")])
+    load(connection, tmp_path)
+    hashed: list[str] = []
+    original = loader_module._file_sha256
+
+    def spy(path: Path) -> str:
+        hashed.append(path.name)
+        return original(path)
+
+    monkeypatch.setattr(loader_module, "_file_sha256", spy)
+    second = load(connection, tmp_path)
+    assert hashed == ["a.jsonl"] and second.files[0].status == "skipped"
+    loaded_at, verified_at = connection.execute("select loaded_at, verified_at from raw.loaded_files").fetchone()
+    assert verified_at > loaded_at
+    # as if the file had last changed well before that second load (outside the margin)
+    connection.execute("update raw.loaded_files set verified_at = verified_at + interval 1 hour")
+    third = load(connection, tmp_path)
+    assert hashed == ["a.jsonl"] and third.files[0].status == "skipped"
+    assert third.files[0].content_sha256 == second.files[0].content_sha256
+    assert [row[0] for row in events(connection)] == ["t1"]
 
 
 def test_ids_loaded_before_are_found_in_every_batch_and_block(tmp_path: Path, connection: duckdb.DuckDBPyConnection,
@@ -760,3 +787,34 @@ def test_fast_path_agrees_with_the_full_validation(tmp_path: Path, monkeypatch: 
         assert got[name] == expected[name], name
     assert len(expected["events"]) > 200 and len(expected["rejected"]) > 500
     assert clean[0] > 300, clean  # the comparison covers many lines the fast path took
+
+
+def test_a_warehouse_with_the_old_primary_key_on_raw_events_loses_only_the_key(tmp_path: Path) -> None:
+    """Warehouses made before raw.events lost its primary key are copied once into the new table:
+    the same rows, column types and NOT NULLs."""
+    path = tmp_path / "old.duckdb"
+    keyed = RAW_EVENTS_COLUMNS.replace("transaction_id          varchar   not null,",
+                                       "transaction_id          varchar   not null primary key,")
+    assert keyed != RAW_EVENTS_COLUMNS
+    with duckdb.connect(str(path)) as old:
+        old.execute("create schema raw")
+        old.execute(f"create table raw.events (\n{keyed}\n)")
+        old.execute("""insert into raw.events (transaction_id, payload_sha256, event_type, request_time, input_tokens,
+                           output_tokens, reasoning_tokens, cache_read_tokens, cache_creation_tokens, total_tokens,
+                           reported_cost_usd, subscriber_id, attributes_json, source_file, line_number, load_id,
+                           loaded_at)
+                       values ('tx-old', 'sha', 'ai_call', '2026-10-01 00:00:00', 1, 2, 0, 0, 0, 3, 0.1234567891,
+                               'cust-1', '{}', 'landing/events/a.jsonl', 1, 'load-1', '2026-10-02 00:00:00')""")
+    with duckdb.connect(str(path)) as connection:
+        ensure_schema(connection)
+        keys = connection.execute("""select count(*) from duckdb_constraints() where schema_name = 'raw'
+                                     and table_name = 'events' and constraint_type = 'PRIMARY KEY'""").fetchone()[0]
+        assert keys == 0
+        assert connection.execute("select transaction_id, reported_cost_usd, total_tokens from raw.events").fetchall() \
+            == [("tx-old", Decimal("0.1234567891"), 3)]
+        not_null = {column for (column,) in connection.execute("""
+            select unnest(constraint_column_names) from duckdb_constraints()
+            where schema_name = 'raw' and table_name = 'events' and constraint_type = 'NOT NULL'""").fetchall()}
+        assert {"transaction_id", "payload_sha256", "attributes_json", "loaded_at"} <= not_null
+        ensure_schema(connection)  # again: nothing left to do
+        assert connection.execute("select count(*) from raw.events").fetchone()[0] == 1
