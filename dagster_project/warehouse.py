@@ -40,7 +40,7 @@ RAW_EVENTS_COLUMNS = """\
     credential_value        varchar,
     subscription_id         varchar,
     units_json              varchar,              -- the `units`/`payload` object as JSON text
-    attributes_json         varchar   not null,   -- the whole event as JSON text (filters, custom elements)
+    attributes_json         varchar   not null using compression zstd,  -- the whole event as JSON text (filters, custom elements)
     source_file             varchar   not null,
     line_number             bigint    not null,
     load_id                 varchar   not null,
