@@ -282,7 +282,7 @@ create table if not exists reporting.subscription_budgets (
 
 # DuckDB's memory limit for every connection of ours and dbt's (dbt/profiles.yml reads the same variable)
 MEMORY_LIMIT_ENV = "METERHOUSE_MEMORY_LIMIT"
-DEFAULT_MEMORY_LIMIT = "3GB"
+DEFAULT_MEMORY_LIMIT = "2GB"
 
 
 def warehouse_path(data_dir: Path) -> Path:

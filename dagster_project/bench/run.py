@@ -220,7 +220,8 @@ def run_incremental(source: Path, cache: Path, warm: Path) -> dict:
 
 def _ingest_seconds(data_dir: Path) -> float:
     """Seconds to load the new files and close the warehouse: the close is DuckDB's checkpoint,
-    which writes the primary-key index of ``raw.events`` again and so grows with history."""
+    which compresses and writes what the load appended (it once also rewrote the primary-key
+    index of ``raw.events``, and so grew with history)."""
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"

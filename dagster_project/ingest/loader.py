@@ -78,19 +78,18 @@ Transactions and batches
     session TimeZone of the connection.
 
 Speed (measured 2026-11-27 on 2 vCPUs shared with other work, load_new_files alone into a fresh
-on-disk warehouse, 1 M generated events = 1,001,000 lines, 530 MB in 31 files; medians of 5 runs
-alternating with the previous code): 18.2 s, ~55 k lines/s (previous code: 28.1 s); 31 CPU-s
-(43). On the quietest runs about 12-13 s (17.5 s). Per 1 M lines, about 12 CPU-s validating (half
-of it the JSON parse: json_valid, json_type over the contract's 33 paths, from_json; then the fast
-predicate, timestamps and output columns), 2 s hashing lines (hashlib: about half the CPU of
-DuckDB's sha256), ~9 s inserting into raw.events (single-threaded; the raw text column,
-``attributes_json``, accounts for ~4 s of it) and ~1 s committing; reading and splitting files is
-vectorised (numpy) and costs ~1 s. Validation and inserting overlap (two threads). One more day (33,333 events) into a warehouse
-holding 999,000 events took 1.14 s vs 1.15 s into an empty one (previous code: 2.34 s vs 1.43 s,
-re-hashing 530 MB of old files and an ON CONFLICT that scanned raw.events). The checkpoint after
-such a load (at the latest when the connection closes) is not part of these figures and does
-grow with history: DuckDB writes the whole primary-key index again (2.8 s at 1 M events here,
-vs 0.2 s for an empty warehouse).
+on-disk warehouse, 1 M generated events = 1,001,000 lines, 530 MB in 31 files): 12-14 s, ~75 K
+lines/s, plus ~1.6 s for the checkpoint when the warehouse closes. Per 1 M lines, about 12 CPU-s
+validating (half of it the JSON parse: json_valid, json_type over the contract's 33 paths,
+from_json; then the fast predicate, timestamps and output columns), 2 s hashing lines (hashlib:
+about half the CPU of DuckDB's sha256), the single-threaded insert into raw.events and ~1 s
+committing; reading and splitting files is vectorised (numpy) and costs ~1 s. Validation and
+inserting overlap (two threads). ``attributes_json`` (the raw text) is compressed with zstd:
+DuckDB's default string compression made the checkpoint twice as long (3.3 s vs 1.6 s at 1 M).
+20 M events (20,020,000 lines, 11 GB) with a 2 GB DuckDB limit: 363 s with the checkpoint, peak
+RSS 3.0 GB; one more day (666,666 events) into those 20 M 9.8 s vs 9.3 s into an empty
+warehouse (with the primary key: a 10 M-row table took 5x longer to fill, and the checkpoint
+rewrote the whole key index, 2.8 s at 1 M events vs 0.2 s empty).
 """
 
 from __future__ import annotations

@@ -140,6 +140,20 @@ def test_two_renders_give_identical_bytes_even_a_day_apart(issued: Path, monkeyp
     assert "SOURCE_DATE_EPOCH" not in os.environ  # restored after rendering
 
 
+def test_the_pdf_is_what_weasyprint_makes_of_the_html_as_it_is(issued: Path) -> None:
+    """render_pdf hands WeasyPrint the invoice's stylesheet parsed once per process, not inside
+    the HTML: the bytes must be those of the HTML rendered as it is, style element included."""
+    import weasyprint
+
+    html = (issued / "invoices" / f"{NUMBER}.html").read_text(encoding="utf-8")
+    assert html.count("<style>") == 1
+    moment = datetime(2026, 11, 1)
+    with render._source_date_epoch(moment):
+        plain = weasyprint.HTML(string=html, base_url=None).write_pdf(pdf_identifier=None)
+    assert render.render_pdf(html, moment) == plain
+    assert render.render_pdf(html, moment) == plain  # the cached stylesheet, a second time
+
+
 RENDER_ELSEWHERE = """
 import sys
 from pathlib import Path
