@@ -19,7 +19,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from dagster_project.lib.gc_tuning import tune_for_batch_process
+from dagster_project.lib.gc_tuning import skip_collection_at_exit
 
 PR_SET_PDEATHSIG = 1
 _PARENT_POLL_SECONDS = 1.0
@@ -41,8 +41,8 @@ def exit_with_parent(parent_pid: int) -> None:
     if os.getppid() != parent_pid:  # the parent died before the request took effect
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="exit-with-parent", daemon=True).start()
-    # a worker imports Great Expectations or WeasyPrint, then only renders or validates
-    tune_for_batch_process()
+    # a worker imports Great Expectations or WeasyPrint; at exit, freeing all that is wasted time
+    skip_collection_at_exit()
 
 
 def _watch_parent(parent_pid: int) -> None:
