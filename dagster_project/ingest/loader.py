@@ -103,6 +103,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -695,17 +696,12 @@ def load_new_files(
 
     def write_batch(staged: Future[_Staged] | None, batch_files: list[_FileState]) -> None:
         result = staged.result() if staged else None
-        connection.begin()
-        try:
+        with _committed(connection):
             if result:
                 loader.write(result)
             loader.record_files(batch_files)
             fault_point("ingest.before_commit")
-            connection.commit()
-            fault_point("ingest.after_commit")
-        except BaseException:
-            connection.rollback()
-            raise
+        fault_point("ingest.after_commit")
 
     def flush(drain: bool = False) -> None:
         """Start validating the current batch and write the one validated before it (in file
@@ -819,14 +815,9 @@ def _load_one(loader: _Loader, connection: duckdb.DuckDBPyConnection, path: Path
             file_report.error = str(exc)
             file_report.lines_read = file_report.accepted = file_report.duplicates = file_report.rejected = 0
             loader.reasons = reasons_before  # blocks already validated do not count
-            connection.begin()
-            try:
+            with _committed(connection):
                 loader.record_unreadable(file_report)
                 loader.record_files([state])
-                connection.commit()
-            except BaseException:
-                connection.rollback()
-                raise
             return total_lines
         except BaseException:
             if own_transaction:
@@ -837,12 +828,8 @@ def _load_one(loader: _Loader, connection: duckdb.DuckDBPyConnection, path: Path
             file_report.size_bytes = reader.size
             bar.advance_file(reader.size, line_number - 1)
             if own_transaction:
-                try:
+                with _committed(connection, begin=False):  # the file's transaction, begun above
                     loader.record_files([state])
-                    connection.commit()
-                except BaseException:
-                    connection.rollback()
-                    raise
                 return total_lines
             batch.files.append(state)
             batch.tables.extend(pending)
@@ -851,6 +838,20 @@ def _load_one(loader: _Loader, connection: duckdb.DuckDBPyConnection, path: Path
         finally:
             if staged:
                 staged.exception()  # the background validation must be done before anything else runs
+
+
+@contextmanager
+def _committed(connection: duckdb.DuckDBPyConnection, begin: bool = True) -> Iterator[None]:
+    """The block's writes as one transaction (``begin=False``: one already open): committed
+    when it ends, rolled back when it raises."""
+    if begin:
+        connection.begin()
+    try:
+        yield
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
 
 
 def _sha256_column(raw: pa.ChunkedArray) -> pa.Array:

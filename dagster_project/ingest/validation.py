@@ -517,6 +517,36 @@ def _select_list(columns: tuple[tuple[str, str, bool], ...], val: Any, count: An
     return ",\n    ".join(f"{(count if is_count else val)(field)} as {column}" for column, field, is_count in columns)
 
 
+def _parse_ctes(source: str, structure: dict[str, Any], carried: str = "") -> str:
+    """The CTEs both queries start with: the non-blank lines (and ``carried`` columns), then
+    json_valid, json_type over the contract's paths and from_json into ``structure``."""
+    paths = ", ".join(_sql_string(rule.json_path) for rule in RULES)
+    return f"""
+with lines as (
+    select file_order, line_number, raw, pre_reason{carried} from {source} where not blank
+), parsed as (
+    select *, pre_reason is null and json_valid(raw) as is_json from lines
+), typed as (
+    select *,
+        case when is_json then json_type(raw, ['$', {paths}]) end as t,
+        case when is_json then from_json(raw, '{json.dumps(structure, separators=(",", ":"))}') end as v
+    from parsed
+)"""  # noqa: S608 - generated from the contract
+
+
+def _type_columns() -> str:
+    """Each field's JSON type as a column (``t[1]`` is the root's)."""
+    return ",\n        ".join(f"t[{index + 2}] as {rule.column}" for index, rule in enumerate(RULES))
+
+
+def _timestamp_columns() -> str:
+    """Each timestamp field parsed to naive UTC (null when it is not a string or not a time)."""
+    return ",\n        ".join(
+        f"case when {rule.column} = 'VARCHAR' then mh_utc({_value(rule)}) end as ts_{rule.path[-1]}"
+        for rule in RULES if rule.kind == "timestamp"
+    )
+
+
 def validation_sql(source: str, as_of_utc: datetime) -> str:
     """A SELECT over ``source`` (columns file_order, line_number, raw, blank, pre_reason) giving,
     for every non-blank line, either ``reason``/``field`` or the typed raw.events columns (the
@@ -524,15 +554,7 @@ def validation_sql(source: str, as_of_utc: datetime) -> str:
 
     ``as_of_utc`` is a naive UTC datetime. The caller must have run ``install_macros``.
     """
-    structure = json.dumps(_typed_structure(RULES), separators=(",", ":"))
-    paths = ", ".join(_sql_string(rule.json_path) for rule in RULES)
     read_columns = ",\n        ".join(_read_columns(RULES))
-    type_columns = ",\n        ".join(f"t[{index + 2}] as {rule.column}" for index, rule in enumerate(RULES))
-    timestamp_rules = [rule for rule in RULES if rule.kind == "timestamp"]
-    timestamp_columns = ",\n        ".join(
-        f"case when {rule.column} = 'VARCHAR' then mh_utc({_value(rule)}) end as ts_{rule.path[-1]}"
-        for rule in timestamp_rules
-    )
     unit_maps = json.dumps({UNITS_FIELD: "MAP(VARCHAR, JSON)", UNITS_FALLBACK_FIELD: "MAP(VARCHAR, JSON)"})
     unit_numbers = json.dumps({name: f"MAP(VARCHAR, DECIMAL(38,{INTEGER_READ_SCALE}))"
                                for name in (UNITS_FIELD, UNITS_FALLBACK_FIELD)})
@@ -559,25 +581,15 @@ def validation_sql(source: str, as_of_utc: datetime) -> str:
     cost_parts = _cost_part_names()
     part_present = " or ".join(f"{val(name)} is not null" for name in cost_parts)
     part_sum = " + ".join(f"coalesce({cost(name)}, 0)" for name in cost_parts)
-    return f"""
-with lines as (
-    select file_order, line_number, raw, pre_reason from {source} where not blank
-), parsed as (
-    select *, pre_reason is null and json_valid(raw) as is_json from lines
-), typed as (
-    select *,
-        case when is_json then json_type(raw, ['$', {paths}]) end as t,
-        case when is_json then from_json(raw, '{structure}') end as v
-    from parsed
-), flat as (
+    return f"""{_parse_ctes(source, _typed_structure(RULES))}, flat as (
     select *,
         t[1] as t_root,
-        {type_columns},
+        {_type_columns()},
         {read_columns}
     from typed
 ), enriched as (
     select *,
-        {timestamp_columns},
+        {_timestamp_columns()},
         {as_of_limit} as as_of_limit,
         case when {units_t} = 'OBJECT' or {payload_t} = 'OBJECT' then from_json(raw, '{unit_maps}') end as unit_maps,
         case when {units_t} = 'OBJECT' or {payload_t} = 'OBJECT' then from_json(raw, '{unit_numbers}') end
@@ -696,14 +708,7 @@ def fast_sql(source: str, as_of_utc: datetime, passthrough: tuple[str, ...] = ()
     bad: the caller runs ``validation_sql`` over those lines (few) for their reason or values.
     The caller must have run ``install_macros``.
     """
-    structure = json.dumps(_typed_structure(RULES, fast=True), separators=(",", ":"))
-    paths = ", ".join(_sql_string(rule.json_path) for rule in RULES)
     read_columns = ",\n        ".join(_read_columns(RULES, fast=True))
-    type_columns = ",\n        ".join(f"t[{index + 2}] as {rule.column}" for index, rule in enumerate(RULES))
-    timestamp_columns = ",\n        ".join(
-        f"case when {rule.column} = 'VARCHAR' then mh_utc({_value(rule)}) end as ts_{rule.path[-1]}"
-        for rule in RULES if rule.kind == "timestamp"
-    )
     decimal_rules = [rule for rule in RULES if rule.kind == "decimal" and rule.decimal_places is not None]
     cost_columns = ",\n        ".join(
         f"{_value(rule)}::decimal(38, {rule.decimal_places}) as {_cost_column(rule)}" for rule in decimal_rules
@@ -725,25 +730,15 @@ def fast_sql(source: str, as_of_utc: datetime, passthrough: tuple[str, ...] = ()
     part_present = " or ".join(f"{_cost_column(rule)} is not null" for rule in cost_parts)
     part_sum = " + ".join(f"coalesce({_cost_column(rule)}, 0)" for rule in cost_parts)
     carried = "".join(f", {column}" for column in passthrough)
-    return f"""
-with lines as (
-    select file_order, line_number, raw, pre_reason{carried} from {source} where not blank
-), parsed as (
-    select *, pre_reason is null and json_valid(raw) as is_json from lines
-), typed as (
-    select *,
-        case when is_json then json_type(raw, ['$', {paths}]) end as t,
-        case when is_json then from_json(raw, '{structure}') end as v
-    from parsed
-), flat as (
+    return f"""{_parse_ctes(source, _typed_structure(RULES, fast=True), carried)}, flat as (
     select file_order, line_number, raw, pre_reason{carried},
         t[1] as t_root,
-        {type_columns},
+        {_type_columns()},
         {read_columns}
     from typed
 ), enriched as (
     select *,
-        {timestamp_columns},
+        {_timestamp_columns()},
         {cost_columns},
         {as_of_limit} as as_of_limit
     from flat

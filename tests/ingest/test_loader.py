@@ -249,6 +249,19 @@ def test_changed_file_with_the_same_size_and_old_mtime_is_read_again(tmp_path: P
     assert [row[0] for row in events(connection)] == ["t1", "t2"]
 
 
+def spy_on_file_hashing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the names of the files the loader hashes apart from reading them, in order."""
+    hashed: list[str] = []
+    original = loader_module._file_sha256
+
+    def spy(path: Path) -> str:
+        hashed.append(path.name)
+        return original(path)
+
+    monkeypatch.setattr(loader_module, "_file_sha256", spy)
+    return hashed
+
+
 def test_unchanged_files_are_not_read_again(tmp_path: Path, connection: duckdb.DuckDBPyConnection,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, "a.jsonl", [line(transactionId="t1")])
@@ -259,14 +272,7 @@ def test_unchanged_files_are_not_read_again(tmp_path: Path, connection: duckdb.D
                        "where source_file = 'landing/events/a.jsonl'")
     write(tmp_path, "b.jsonl", [line(transactionId="t3")])  # same size, changed since its load: hashed again
 
-    hashed: list[str] = []
-    original = loader_module._file_sha256
-
-    def spy(path: Path) -> str:
-        hashed.append(path.name)
-        return original(path)
-
-    monkeypatch.setattr(loader_module, "_file_sha256", spy)
+    hashed = spy_on_file_hashing(monkeypatch)
     report = load(connection, tmp_path)
     assert hashed == ["b.jsonl"]
     assert [(f.source_file, f.status) for f in report.files] == [
@@ -281,14 +287,7 @@ def test_a_file_hashed_again_and_found_unchanged_is_not_hashed_at_every_load(
     next load; that load records it found the same content, so later loads skip it unread."""
     write(tmp_path, "a.jsonl", [line(transactionId="t1")])
     load(connection, tmp_path)
-    hashed: list[str] = []
-    original = loader_module._file_sha256
-
-    def spy(path: Path) -> str:
-        hashed.append(path.name)
-        return original(path)
-
-    monkeypatch.setattr(loader_module, "_file_sha256", spy)
+    hashed = spy_on_file_hashing(monkeypatch)
     second = load(connection, tmp_path)
     assert hashed == ["a.jsonl"] and second.files[0].status == "skipped"
     loaded_at, verified_at = connection.execute("select loaded_at, verified_at from raw.loaded_files").fetchone()
@@ -303,7 +302,7 @@ def test_a_file_hashed_again_and_found_unchanged_is_not_hashed_at_every_load(
 
 def test_ids_loaded_before_are_found_in_every_batch_and_block(tmp_path: Path, connection: duckdb.DuckDBPyConnection,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """The insert assumes new ids; a batch or a big file that repeats old ones is done again, looking them up."""
+    """Every batch and every block of a big file looks its ids up in raw.events, old ids included."""
     write(tmp_path, "a.jsonl", [line(transactionId=f"t{i}") for i in range(10)])
     load(connection, tmp_path)
     monkeypatch.setattr(loader_module, "BLOCK_BYTES", 1_500)
