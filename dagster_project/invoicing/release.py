@@ -56,7 +56,7 @@ def _due_drafts(
           and case when d.period_start = d.period_end
                    then d.period_start >= ? and d.period_start < ?
                    else d.period_end > ? and d.period_end <= ? end
-        order by d.due_at, d.subscription_id, d.period_start, d.period_end
+        order by d.due_at, d.subscription_id, d.period_start, d.period_end, d.draft_key
         """,
         [as_of, window_start, window_end, window_start, window_end],
     )
@@ -83,25 +83,41 @@ def release_due_invoices(
     drafts = _due_drafts(connection, window_start, window_end, as_of)
     connection.execute("begin transaction")
     try:
+        sequences = dict(connection.execute(
+            "select invoice_year, last_number from billing.invoice_number_sequences"
+        ).fetchall())
+        numbered_years: set[int] = set()
+        stored: list[_Stored] = []
         for draft in drafts:
             if draft["ledger_status"] in ("issued", "void"):
                 report.already_issued += 1
                 continue
             reasons = list(hold_all or []) + list(failing_checks.get(draft["draft_key"], []))
             if reasons:
-                _store(connection, draft, number=None, status="held", held_reasons="; ".join(reasons), as_of=as_of)
+                stored.append(_Stored(draft, number=None, held_reasons="; ".join(reasons)))
                 report.held[draft["draft_key"]] = reasons
                 continue
-            number = _next_number(connection, draft["due_at"].year)
-            _store(connection, draft, number=number, status="issued", held_reasons=None, as_of=as_of)
+            year = draft["due_at"].year
+            sequences[year] = sequences.get(year, 0) + 1
+            numbered_years.add(year)
+            number = invoice_number(year, sequences[year])
+            stored.append(_Stored(draft, number=number, held_reasons=None))
             report.issued.append(number)
+        _store(connection, stored, as_of)
+        for year in sorted(numbered_years):
+            connection.execute(
+                "insert or replace into billing.invoice_number_sequences values (?, ?)", [year, sequences[year]]
+            )
+        if report.issued:
             fault_point("release.numbered")
-        # late events: re-rated issued periods whose total moved (after the loop, so a period
+        # late events: re-rated issued periods whose total moved (after the release, so a period
         # invoiced in this very run is compared with what it was just issued at)
         if not hold_all:  # a failed run-wide check means the re-rated totals cannot be trusted either
             report.adjustments_detected = _detect_adjustments(connection, as_of)
+            carrying = _numbers_with_pending_adjustments(connection, report.issued)
             for number in report.issued:
-                _carry_adjustments(connection, number)
+                if number in carrying:
+                    _carry_adjustments(connection, number)
             report.adjustment_documents = _issue_adjustment_documents(connection, as_of)
         connection.execute("commit")
         fault_point("release.committed")
@@ -178,6 +194,25 @@ _PENDING = """
 """
 
 
+def _numbers_with_pending_adjustments(connection: duckdb.DuckDBPyConnection, numbers: list[str]) -> set[str]:
+    """Which of ``numbers`` have a pending positive adjustment of an earlier period to carry (one
+    query: most releases have none, and asking per invoice was a third of a release)."""
+    if not numbers:
+        return set()
+    rows = connection.execute(
+        """
+        select i.invoice_number from marts.invoices as i
+        where i.invoice_number in (select unnest(cast(? as varchar[])))
+          and exists (select 1 from billing.adjustments as a
+                      where a.applied_invoice_number is null and a.amount > 0
+                        and a.subscription_id = i.subscription_id and a.period_end <= i.period_start
+                        and a.currency = i.currency)
+        """,
+        [numbers],
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
 def _carry_adjustments(connection: duckdb.DuckDBPyConnection, number: str) -> None:
     """Put the subscription's pending positive adjustments of earlier periods on this invoice."""
     key, subscription, start, currency = connection.execute(
@@ -231,37 +266,75 @@ def _issue_adjustment_documents(connection: duckdb.DuckDBPyConnection, as_of: da
     return numbers
 
 
-def _store(
-    connection: duckdb.DuckDBPyConnection,
-    draft: dict,
-    number: str | None,
-    status: str,
-    held_reasons: str | None,
-    as_of: datetime,
-) -> None:
-    key = draft["draft_key"]
-    (line_total,) = connection.execute(
-        "select coalesce(sum(amount), 0) from marts.invoice_line_drafts where draft_key = ?", [key]
+@dataclass(frozen=True)
+class _Stored:
+    """A due draft as it goes into the ledger: numbered (issued) or held with its reasons."""
+
+    draft: dict
+    number: str | None
+    held_reasons: str | None
+
+
+def _store(connection: duckdb.DuckDBPyConnection, stored: list[_Stored], as_of: datetime) -> None:
+    """Write the release's invoices and their lines with a few set-based statements, in release
+    order (a statement set per draft cost ~14 ms, minutes at 10 K subscriptions)."""
+    if not stored:
+        return
+    connection.execute(
+        """
+        create or replace temp table _mh_release as
+        select unnest(cast(? as varchar[])) as draft_key, unnest(cast(? as integer[])) as position,
+               unnest(cast(? as varchar[])) as invoice_number, unnest(cast(? as varchar[])) as held_reasons
+        """,
+        [[entry.draft["draft_key"] for entry in stored], list(range(len(stored))),
+         [entry.number for entry in stored], [entry.held_reasons for entry in stored]],
+    )
+    mismatch = connection.execute(
+        """
+        select r.draft_key, d.total, coalesce(sum(l.amount), 0) as line_total
+        from _mh_release as r
+        join marts.invoice_drafts as d on d.draft_key = r.draft_key
+        left join marts.invoice_line_drafts as l on l.draft_key = r.draft_key
+        group by r.draft_key, r.position, d.total
+        having d.total <> coalesce(sum(l.amount), 0)
+        order by r.position
+        limit 1
+        """
     ).fetchone()
-    if line_total != draft["total"]:
-        raise ValueError(f"draft {key}: total {draft['total']} is not the sum of its lines {line_total}")
-    payment_status = "none" if draft["payment"] == "invoice_only" else "pending"
-    if draft["ledger_status"] is not None:
-        # a held draft may be stored again with fresher numbers; an issued one never reaches here
-        connection.execute("delete from marts.invoice_lines where draft_key = ?", [key])
-        connection.execute("delete from marts.invoices where draft_key = ?", [key])
-    values = [draft[column] for column in LEDGER_COLUMNS]
+    if mismatch:
+        key, total, line_total = mismatch
+        raise ValueError(f"draft {key}: total {total} is not the sum of its lines {line_total}")
+    # a held draft may be stored again with fresher numbers; an issued one never reaches here
+    stored_before = [entry.draft["draft_key"] for entry in stored if entry.draft["ledger_status"] is not None]
+    if stored_before:
+        for table in ("marts.invoice_lines", "marts.invoices"):
+            connection.execute(
+                f"delete from {table} where draft_key in (select unnest(cast(? as varchar[])))", [stored_before]
+            )
     connection.execute(
         f"""
         insert into marts.invoices ({", ".join(LEDGER_COLUMNS)}, invoice_number, issued_at, released_at,
                                     status, held_reasons, payment_status)
-        values ({", ".join("?" for _ in LEDGER_COLUMNS)}, ?, ?, ?, ?, ?, ?)
+        select {", ".join(f"d.{column}" for column in LEDGER_COLUMNS)}, r.invoice_number,
+               case when r.invoice_number is not null then d.due_at end,
+               case when r.invoice_number is not null then cast(? as timestamp) end,
+               case when r.invoice_number is not null then 'issued' else 'held' end,
+               r.held_reasons,
+               case when r.invoice_number is null or p.payment = 'invoice_only' then 'none' else 'pending' end
+        from _mh_release as r
+        join marts.invoice_drafts as d on d.draft_key = r.draft_key
+        join catalog.products as p on p.product_id = d.product_id
+        order by r.position
         """,
-        [*values, number, draft["due_at"] if number else None, as_of if number else None, status,
-         held_reasons, payment_status if number else "none"],
+        [as_of],
     )
     connection.execute(
-        f"insert into marts.invoice_lines ({', '.join(LINE_COLUMNS)}, invoice_number)"
-        f" select {', '.join(LINE_COLUMNS)}, ? from marts.invoice_line_drafts where draft_key = ? order by line_number",
-        [number, key],
+        f"""
+        insert into marts.invoice_lines ({", ".join(LINE_COLUMNS)}, invoice_number)
+        select {", ".join(f"l.{column}" for column in LINE_COLUMNS)}, r.invoice_number
+        from _mh_release as r
+        join marts.invoice_line_drafts as l on l.draft_key = r.draft_key
+        order by r.position, l.line_number
+        """
     )
+    connection.execute("drop table _mh_release")  # on failure the caller's rollback removes it

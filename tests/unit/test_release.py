@@ -6,6 +6,7 @@ credit notes), with every amount worked out in the comments.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -137,3 +138,63 @@ def test_a_negative_difference_is_a_credit_note(db) -> None:
         "select payment_status from marts.invoices where invoice_number = 'MH-2026-000002'"
     ).fetchone()
     assert payment == "none"
+
+
+def test_held_drafts_get_no_number_and_each_year_of_invoice_date_has_its_own_sequence(db) -> None:
+    draft(db, OCT, NOV, "1.50")  # invoice date 2026-11-01
+    november = draft(db, NOV, DEC, "3.00")  # 2026-12-01, held below
+    draft(db, DEC, JAN, "0.25")  # 2027-01-01
+    report = release_due_invoices(db, OCT, JAN, as_of=JAN, failing_checks={november: ["usage_check"]})
+    # the held November draft takes no number: October is 2026's first, December 2027's first
+    assert report.issued == ["MH-2026-000001", "MH-2027-000001"] and report.held == {november: ["usage_check"]}
+    assert db.execute("select * from billing.invoice_number_sequences order by 1").fetchall() == [(2026, 1), (2027, 1)]
+    # the held draft is in the ledger with its reason, without a date or a payment to collect
+    assert db.execute(
+        "select status, held_reasons, issued_at, payment_status from marts.invoices where draft_key = ?", [november]
+    ).fetchone() == ("held", "usage_check", None, "none")
+    # released later, it continues 2026's sequence, and its lines are the draft's: 199.00 + 3.00
+    again = release_due_invoices(db, OCT, JAN, as_of=JAN)
+    assert again.issued == ["MH-2026-000002"] and again.already_issued == 2
+    assert db.execute(
+        "select invoice_number, line_number, kind, amount from marts.invoice_lines where draft_key = ?"
+        " order by line_number", [november]
+    ).fetchall() == [("MH-2026-000002", 1, "recurring", Decimal("199.00")),
+                     ("MH-2026-000002", 2, "usage", Decimal("3.00"))]
+    assert db.execute("select count(*) from marts.invoices where draft_key = ?", [november]).fetchone() == (1,)
+    assert invoices(db) == [
+        ("MH-2026-000001", "invoice", OCT, Decimal("200.50"), "issued"),
+        ("MH-2026-000002", "invoice", NOV, Decimal("202.00"), "issued"),
+        ("MH-2027-000001", "invoice", DEC, Decimal("199.25"), "issued"),
+    ]
+
+
+def test_a_draft_whose_lines_do_not_add_up_stops_the_whole_release(db) -> None:
+    draft(db, OCT, NOV, "1.50")
+    november = draft(db, NOV, DEC, "3.00")
+    # a total one cent above its lines (199.00 + 3.00 = 202.00)
+    db.execute("update marts.invoice_drafts set total = 202.01 where draft_key = ?", [november])
+    with pytest.raises(ValueError, match=rf"draft {re.escape(november)}: total 202\.010 is not the sum of its lines 202\.000"):
+        release_due_invoices(db, OCT, DEC, as_of=DEC)
+    # nothing of the release stays: not October's invoice, not its number
+    assert invoices(db) == []
+    assert db.execute("select count(*) from marts.invoice_lines").fetchone() == (0,)
+    assert db.execute("select count(*) from billing.invoice_number_sequences").fetchone() == (0,)
+
+
+def test_two_periods_released_together_carry_a_pending_adjustment_once(db) -> None:
+    draft(db, OCT, NOV, "1.50")
+    release_due_invoices(db, OCT, NOV, as_of=NOV)
+    # October re-rated 1.50 -> 2.85 (+1.35); November and December are released in one go
+    draft(db, OCT, NOV, "2.85")
+    draft(db, NOV, DEC, "3.00")
+    draft(db, DEC, JAN, "0.00")
+    report = release_due_invoices(db, NOV, JAN, as_of=JAN)
+    assert report.issued == ["MH-2026-000002", "MH-2027-000001"] and report.adjustments_detected == 1
+    # the first invoice in release order carries it: 199.00 + 3.00 + 1.35; December does not: 199.00
+    assert invoices(db)[1:] == [
+        ("MH-2026-000002", "invoice", NOV, Decimal("203.35"), "issued"),
+        ("MH-2027-000001", "invoice", DEC, Decimal("199.00"), "issued"),
+    ]
+    assert db.execute(
+        "select applied_invoice_number, applied_line_number, amount from billing.adjustments"
+    ).fetchall() == [("MH-2026-000002", 3, Decimal("1.35"))]
