@@ -29,6 +29,7 @@ The metric filter SQL mirrors the dbt macros in ``dbt/macros/event_fields.sql``
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -105,10 +106,10 @@ def ensure_lineage_columns(connection: duckdb.DuckDBPyConnection) -> None:
         connection.execute(f"alter table marts.invoices add column if not exists {column} {column_type}")
 
 
-def stamp_events_loaded_through(connection: duckdb.DuckDBPyConnection, number: str) -> None:
-    """Record, once, the newest event load an invoice was rated from.
+def stamp_events_loaded_through(connection: duckdb.DuckDBPyConnection, numbers: Sequence[str]) -> None:
+    """Record, once, the newest event load the invoices ``numbers`` were rated from.
 
-    Called when the invoice's first document is written, in the run that issued it; an
+    Called when an invoice's first document is written, in the run that issued it; an
     invoice whose HTML already exists (issued before lineage existed) keeps no stamp, and its
     lineage then includes every event attributed to its period so far.
     """
@@ -117,9 +118,10 @@ def stamp_events_loaded_through(connection: duckdb.DuckDBPyConnection, number: s
         """
         update marts.invoices
         set events_loaded_through = (select max(loaded_at) from raw.events)
-        where invoice_number = ? and events_loaded_through is null and document_sha256 is null
+        where invoice_number in (select unnest(cast(? as varchar[])))
+          and events_loaded_through is null and document_sha256 is null
         """,
-        [number],
+        [list(numbers)],
     )
 
 

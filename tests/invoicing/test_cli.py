@@ -27,7 +27,7 @@ def run(*arguments: str, data_dir: Path) -> subprocess.CompletedProcess:
 def root(tmp_path: Path) -> Path:
     root = build_warehouse(tmp_path / "data")
     with duckdb.connect(str(root / "warehouse.duckdb")) as connection:
-        lineage.stamp_events_loaded_through(connection, NUMBER)
+        lineage.stamp_events_loaded_through(connection, [NUMBER])
     return root
 
 

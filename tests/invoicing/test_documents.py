@@ -13,6 +13,7 @@ import sys
 import time
 import zlib
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -21,7 +22,7 @@ import pytest
 from dagster_project.invoicing import render
 from dagster_project.invoicing.render import BrandingError, DocumentMismatchError
 from tests.conftest import REPO_ROOT
-from tests.invoicing.ledger import NUMBER, build_warehouse
+from tests.invoicing.ledger import NUMBER, SECOND_NUMBER, add_invoice, build_warehouse
 
 # a 1x1 transparent PNG
 LOGO = base64.b64decode(
@@ -335,3 +336,29 @@ def test_pdfs_rendered_by_worker_processes_are_the_same_bytes(issued: Path, tmp_
         assert (other / "invoices" / f"{NUMBER}.{suffix}").read_bytes() == \
             (issued / "invoices" / f"{NUMBER}.{suffix}").read_bytes(), suffix
     assert stored_hashes(other) == stored_hashes(issued)
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["one-process", "pdf-workers"])
+def test_documents_read_in_chunks_each_show_only_their_own_invoice(tmp_path: Path, monkeypatch, pooled: bool) -> None:
+    # a release reads its invoices' lines and credentials a chunk at a time; with one invoice per
+    # chunk and with both in one, each document must be exactly what rendering it alone gives
+    root = make_data_dir(tmp_path / "two")
+    add_invoice(root, SECOND_NUMBER)  # Globex, one recurring line of 99.00, no credential breakdown
+    monkeypatch.setattr(render, "PARALLEL_PDF_FROM", 1 if pooled else 10**6)
+    monkeypatch.setenv(render.PDF_PROCESSES_ENV, "2")
+    monkeypatch.setattr(render._ModelsInOrder, "CHUNK", 1 if pooled else 250)
+    with connect(root) as connection:
+        models = render.document_models(connection, [SECOND_NUMBER, NUMBER])
+        assert [line["amount"] for section in models[SECOND_NUMBER]["sections"] for line in section["lines"]] \
+            == [Decimal("99.00")]
+        assert models[SECOND_NUMBER]["credentials"] == []
+        assert [(row["metric"], row["credential_name"]) for row in models[NUMBER]["credentials"]] == \
+            [("Summaries", "prod-key"), ("Summaries", "staging-key"), ("Tokens", "prod-key"), ("Tokens", "staging-key")]
+        alone = {number: render.render_invoice_html(connection, number, render.branding(root)).encode("utf-8")
+                 for number in (NUMBER, SECOND_NUMBER)}
+        written = render.write_documents(connection, root)
+    assert [document.invoice_number for document in written] == [NUMBER, SECOND_NUMBER]
+    for number in (NUMBER, SECOND_NUMBER):
+        assert (root / "invoices" / f"{number}.html").read_bytes() == alone[number], number
+    second = alone[SECOND_NUMBER].decode("utf-8")
+    assert "Other Plan recurring charge" in second and "Pro Plan setup fee" not in second and "prod-key" not in second

@@ -42,7 +42,7 @@ def issued(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Issued and stamped (as write_documents does in the releasing run), then a late event lands."""
     root = build_warehouse(tmp_path_factory.mktemp("lineage"))
     with duckdb.connect(str(root / "warehouse.duckdb")) as connection:
-        lineage.stamp_events_loaded_through(connection, NUMBER)
+        lineage.stamp_events_loaded_through(connection, [NUMBER])
     add_late_event(root)
     return root
 
