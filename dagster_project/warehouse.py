@@ -195,6 +195,12 @@ create table if not exists catalog.subscription_periods (
     recurring_note             varchar                   -- 'prorated: 21 days of 31 days, ...'; last, as migrated
 );
 
+-- what intermediate.int_events_attributed was last built from (billing/rating_state.py): one row
+create table if not exists billing.rating_state (
+    inputs_fingerprint  varchar   not null,
+    recorded_at         timestamp not null
+);
+
 -- invoice ledger: written only by the invoicing step, in one transaction per release
 create table if not exists billing.invoice_number_sequences (
     invoice_year  integer not null primary key,

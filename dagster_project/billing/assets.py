@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from dagster_project import settings, warehouse
-from dagster_project.billing import dbt_inprocess, engines
+from dagster_project.billing import dbt_inprocess, engines, rating_state
 from dagster_project.lib.faults import fault_point
 from dagster_project.partitions import monthly_billing_periods
 from dagster_project.resources import WarehouseResource
@@ -45,7 +45,8 @@ def meterhouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource
     # dbt finds the warehouse through its profile's env_var
     os.environ[settings.WAREHOUSE_ENV] = str(warehouse_path_of(warehouse))
     # Every run re-rates every period (late events re-rate whole periods), so the partition needs no
-    # --vars. dbt's artifacts and log go to the data dir, not the shared project folder.
+    # --vars; the event-level table only adds the loads it lacks (billing/rating_state.py).
+    # dbt's artifacts and log go to the data dir, not the shared project folder.
     target = warehouse.root / ".dbt" / "target"
     fault_point("rating.before_dbt")
     # dbt unit tests check the SQL, not the data: they run in `make test` (tests/dbt), not on every bill
@@ -54,8 +55,12 @@ def meterhouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource
     # rates on dbt's `spark` target and publishes the marts back into DuckDB; duckdb changes nothing
     engine = engines.prepare(warehouse.root)
     if engine.engine == "duckdb":
+        with warehouse.connect() as connection:
+            fingerprint = rating_state.prepare(connection)
         # in process: no dbt start-up or parse per run (billing/dbt_inprocess.py)
         yield from dbt_inprocess.stream_build(context, build, target_path=target)
+        with warehouse.connect() as connection:
+            rating_state.record(connection, fingerprint)
     else:
         yield from dbt.cli([*build, *engine.dbt_args()], context=context, target_path=engine.target_path()).stream()
     engine.publish()

@@ -1,9 +1,17 @@
-{{ config(materialized='table') }}
+{{ config(
+    materialized=('incremental' if target.type == 'duckdb' else 'table'),
+    incremental_strategy='append',
+) }}
 
 -- One row per accepted event: which subscription, product and period it bills to (or why it is
 -- unbilled), its display credential and its provider cost. The only model that reads every
 -- event with joins, so it is one pass of hash joins against small catalog tables plus one ASOF
 -- join for the period, and it is a table: everything downstream aggregates it.
+--
+-- Incremental on DuckDB: a run attributes only the loads not in the table yet. An event's row
+-- depends on nothing but the event, the catalog and this project's SQL, so when any of those
+-- last two changed, `meterhouse bill` drops the table before dbt runs and it is built whole
+-- (dagster_project/billing/rating_state.py). Late events are new loads like any other.
 
 {%- set definitions = metric_definitions(ref('stg_catalog__metrics'), ref('stg_catalog__metric_filters')) %}
 {%- set attribute_products = definitions
@@ -23,6 +31,9 @@ with
 events as (
 
     select * from {{ ref('stg_raw__events') }}
+    {%- if is_incremental() %}
+    where load_id not in (select distinct load_id from {{ this }})
+    {%- endif %}
 
 ),
 
@@ -156,6 +167,7 @@ matched as (
         events.attributes_json,
         events.source_file,
         events.line_number,
+        events.load_id,
         explicit_subscription.subscription_id as explicit_subscription_id,
         catalog_credential.subscription_id as credential_subscription_id,
         catalog_credential.credential_name as catalog_credential_name,
@@ -354,7 +366,8 @@ final as (
         -- the whole event's JSON is kept only where a metric reads a field from it
         {{ attributes_json }} as attributes_json,
         source_file,
-        line_number
+        line_number,
+        load_id
 
     from priced
 
