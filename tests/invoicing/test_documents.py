@@ -143,7 +143,8 @@ def test_two_renders_give_identical_bytes_even_a_day_apart(issued: Path, monkeyp
 
 def test_the_pdf_is_what_weasyprint_makes_of_the_html_as_it_is(issued: Path) -> None:
     """render_pdf hands WeasyPrint the invoice's stylesheet parsed once per process, not inside
-    the HTML: the bytes must be those of the HTML rendered as it is, style element included."""
+    the HTML, and one font configuration for every document: the bytes must be those of the
+    HTML rendered as it is, style element included, with a fresh font configuration."""
     import weasyprint
 
     html = (issued / "invoices" / f"{NUMBER}.html").read_text(encoding="utf-8")
@@ -153,6 +154,13 @@ def test_the_pdf_is_what_weasyprint_makes_of_the_html_as_it_is(issued: Path) -> 
         plain = weasyprint.HTML(string=html, base_url=None).write_pdf(pdf_identifier=None)
     assert render.render_pdf(html, moment) == plain
     assert render.render_pdf(html, moment) == plain  # the cached stylesheet, a second time
+    # the process's font configuration, warmed by another document with other text and fonts
+    other = html.replace("Acme", "Ünïcødé Ωmega 株式会社").replace("262.20", "9,999,262.20")
+    with render._source_date_epoch(moment):
+        other_plain = weasyprint.HTML(string=other, base_url=None).write_pdf(pdf_identifier=None)
+    assert other_plain != plain
+    assert render.render_pdf(other, moment) == other_plain
+    assert render.render_pdf(html, moment) == plain
 
 
 RENDER_ELSEWHERE = """
