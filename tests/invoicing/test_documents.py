@@ -154,13 +154,28 @@ def test_the_pdf_is_what_weasyprint_makes_of_the_html_as_it_is(issued: Path) -> 
         plain = weasyprint.HTML(string=html, base_url=None).write_pdf(pdf_identifier=None)
     assert render.render_pdf(html, moment) == plain
     assert render.render_pdf(html, moment) == plain  # the cached stylesheet, a second time
-    # the process's font configuration, warmed by another document with other text and fonts
+    # the process's font configuration, warmed by another document with other text and fonts, and
+    # another invoice number in the @page rule (parsed per document; the rest of the sheet is cached)
     other = html.replace("Acme", "Ünïcødé Ωmega 株式会社").replace("262.20", "9,999,262.20")
+    other = other.replace(NUMBER, "MH-2026-000777")
+    assert '@bottom-left { content: "Invoice MH-2026-000777"' in other
     with render._source_date_epoch(moment):
         other_plain = weasyprint.HTML(string=other, base_url=None).write_pdf(pdf_identifier=None)
     assert other_plain != plain
     assert render.render_pdf(other, moment) == other_plain
     assert render.render_pdf(html, moment) == plain
+
+
+
+def test_invoices_share_one_parsed_stylesheet_whatever_their_number(issued: Path) -> None:
+    # the footer in the @page rule names the invoice; the rest of the sheet is parsed once per
+    # process (it was parsed for every invoice while the number was part of the cached text)
+    html = (issued / "invoices" / f"{NUMBER}.html").read_text(encoding="utf-8")
+    render._parsed_stylesheet.cache_clear()
+    for number in (NUMBER, "MH-2026-000002", "MH-2027-000001"):
+        body, sheets = render._with_parsed_style(html.replace(NUMBER, number))
+        assert "<style>" not in body and len(sheets) == 2
+    assert render._parsed_stylesheet.cache_info()[:2] == (2, 1)  # (hits, misses)
 
 
 RENDER_ELSEWHERE = """
