@@ -59,12 +59,19 @@ def _project_files() -> list[Path]:
 
 
 def prepare(connection: duckdb.DuckDBPyConnection) -> str:
-    """Before dbt: drop the event-level table unless it was built from these very inputs.
-    Returns the fingerprint to ``record`` once the rating has succeeded."""
+    """Before dbt: drop the event-level table unless it was built from these very inputs (or it
+    is the view over Spark's files a Spark rating leaves, billing/engines.py). Returns the
+    fingerprint to ``record`` once the rating has succeeded."""
     fingerprint = inputs_fingerprint(connection)
     stored = connection.execute("select inputs_fingerprint from billing.rating_state").fetchall()
-    if stored != [(fingerprint,)]:
-        connection.execute(f"drop table if exists {ATTRIBUTED_EVENTS}")
+    schema, name = ATTRIBUTED_EVENTS.split(".")
+    existing = connection.execute(
+        "select table_type from information_schema.tables where table_catalog = current_database()"
+        " and table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchone()
+    if existing is not None and (existing[0] == "VIEW" or stored != [(fingerprint,)]):
+        connection.execute(f"drop {'view' if existing[0] == 'VIEW' else 'table'} {ATTRIBUTED_EVENTS}")
     return fingerprint
 
 

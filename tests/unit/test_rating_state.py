@@ -80,3 +80,15 @@ def test_a_change_to_the_projects_sql_changes_the_fingerprint(tmp_path: Path, mo
     macro = project / "macros" / "token_cost.sql"
     macro.write_text(macro.read_text() + "\n-- changed\n")
     assert rating_state.inputs_fingerprint(connection) != before
+
+
+def test_the_view_a_spark_rating_leaves_is_replaced_even_with_the_same_inputs(tmp_path: Path) -> None:
+    # a Spark rating publishes the event table as a view over its Parquet files (billing/engines.py);
+    # back on DuckDB, the incremental table must be built whole, not appended to a view
+    connection = _warehouse(tmp_path / "w.duckdb", [("acme", "Acme Corp")])
+    connection.execute("create schema intermediate")
+    connection.execute("create view intermediate.int_events_attributed as select 'e1' as transaction_id")
+    fingerprint = rating_state.inputs_fingerprint(connection)
+    rating_state.record(connection, fingerprint)
+    assert rating_state.prepare(connection) == fingerprint
+    assert not _attributed_table_exists(connection)
