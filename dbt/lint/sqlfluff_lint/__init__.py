@@ -71,3 +71,10 @@ class _Adapter:
 
 dbt = _Dbt()
 adapter = _Adapter()
+
+
+class _Target:
+    type = "duckdb"
+
+
+target = _Target()
