@@ -652,7 +652,7 @@ def write_documents(connection: duckdb.DuckDBPyConnection, data_dir: Path) -> li
         return _write_with_pool(connection, data_dir, numbers, seller, pool, models)
 
 
-# PDFs are the slow part of a release (~0.3 s each, CPU-bound in WeasyPrint): past a few, worker
+# PDFs are the slow part of a release (~0.15 s each, CPU-bound in WeasyPrint): past a few, worker
 # processes render them ahead while this process writes files and hashes in invoice order.
 PDF_PROCESSES_ENV = "METERHOUSE_PDF_PROCESSES"
 PARALLEL_PDF_FROM = 8
