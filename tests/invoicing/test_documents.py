@@ -166,7 +166,6 @@ def test_the_pdf_is_what_weasyprint_makes_of_the_html_as_it_is(issued: Path) -> 
     assert render.render_pdf(html, moment) == plain
 
 
-
 def test_invoices_share_one_parsed_stylesheet_whatever_their_number(issued: Path) -> None:
     # the footer in the @page rule names the invoice; the rest of the sheet is parsed once per
     # process (it was parsed for every invoice while the number was part of the cached text)
