@@ -58,18 +58,23 @@ class Node:
     attrs: dict[str, str]
     children: list = field(default_factory=list)  # Node or str
 
-    @property
+    @functools.cached_property
     def classes(self) -> set[str]:
         return set(self.attrs.get("class", "").split())
 
-    def find_all(self, tag: str | None = None, cls: str | None = None) -> list[Node]:
+    @functools.cached_property
+    def descendants(self) -> list[Node]:
+        """Every element inside this one, in document order (built once: the tree is not changed)."""
         found = []
         for child in self.children:
             if isinstance(child, Node):
-                if (tag is None or child.tag == tag) and (cls is None or cls in child.classes):
-                    found.append(child)
-                found.extend(child.find_all(tag, cls))
+                found.append(child)
+                found.extend(child.descendants)
         return found
+
+    def find_all(self, tag: str | None = None, cls: str | None = None) -> list[Node]:
+        return [node for node in self.descendants
+                if (tag is None or node.tag == tag) and (cls is None or cls in node.classes)]
 
     def find(self, tag: str | None = None, cls: str | None = None) -> Node:
         found = self.find_all(tag, cls)
@@ -136,7 +141,11 @@ class Font:
         font.close()
 
     def width(self, text: str, size: float, letter_spacing: float = 0.0) -> float:
-        return sum(self.advance[ord(char)] for char in text) * size + letter_spacing * len(text)
+        return self._em_width(text) * size + letter_spacing * len(text)
+
+    @functools.lru_cache(maxsize=65_536)  # noqa: B019 - one Font per process; labels and numbers repeat
+    def _em_width(self, text: str) -> float:
+        return sum(self.advance[ord(char)] for char in text)
 
     def check(self, text: str) -> None:
         for char in text:
@@ -144,9 +153,10 @@ class Font:
                 raise UnsupportedDocument(f"no glyph for {char!r} in {self.postscript_name}")
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one Font per process, kept for its life
-    def subset(self, characters: frozenset[str]) -> tuple[bytes, dict[str, int], list[int]]:
-        """The font cut down to ``characters``: its bytes, each character's glyph id in it and
-        the advance width of every glyph (in 1/1000 em)."""
+    def subset(self, characters: frozenset[str]) -> tuple[bytes, int, dict[str, int], list[int]]:
+        """The font cut down to ``characters``: its bytes compressed (zlib) and their
+        uncompressed length, each character's glyph id in it and the advance width of every glyph
+        (in 1/1000 em)."""
         from fontTools import subset as subsetting
         from fontTools.ttLib import TTFont
 
@@ -168,7 +178,8 @@ class Font:
         metrics = font["hmtx"].metrics
         units = font["head"].unitsPerEm
         widths = [round(metrics[name][0] * 1000 / units) for name in order]
-        return output.getvalue(), {chr(code): glyph_ids[name] for code, name in cmap.items()}, widths
+        glyphs = {chr(code): glyph_ids[name] for code, name in cmap.items()}
+        return zlib.compress(output.getvalue(), 6), len(output.getvalue()), glyphs, widths
 
 
 @functools.cache
@@ -920,10 +931,10 @@ class _Writer:
 
 def _embed_font(writer: _Writer, font: Font, used: set[str]) -> tuple[int, dict[str, int]]:
     characters = BASE_CHARACTERS | frozenset(used)
-    data, glyphs, widths = font.subset(characters)
+    data, length, glyphs, widths = font.subset(characters)
     tag = "".join(chr(65 + byte % 26) for byte in hashlib.sha256("".join(sorted(characters)).encode()).digest()[:6])
     name = f"{tag}+{font.postscript_name}".encode("ascii", "replace")
-    file_number = writer.stream(data, b" /Length1 %d" % len(data))
+    file_number = writer.stream(data, b" /Length1 %d /Filter /FlateDecode" % length, compress=False)
     descriptor = writer.add(
         b"<< /Type /FontDescriptor /FontName /%s /Flags 32 /FontBBox [%s] /ItalicAngle 0 /Ascent %d"
         b" /Descent %d /CapHeight %d /StemV 80 /FontFile2 %d 0 R >>"

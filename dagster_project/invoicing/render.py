@@ -722,10 +722,12 @@ def write_documents(connection: duckdb.DuckDBPyConnection, data_dir: Path) -> li
         return _write_with_pool(connection, data_dir, numbers, seller, pool, models, hashes)
 
 
-# PDFs are the slow part of a release (~0.15 s each, CPU-bound in WeasyPrint): past a few, worker
-# processes render them ahead while this process writes files and hashes in invoice order.
+# PDFs are the slow part of a release (~5.5 ms each drawn directly, ~150 ms in WeasyPrint): past a
+# couple of hundred, worker processes render them ahead while this process renders the HTML and
+# writes files in invoice order (500 invoices: 3.5-3.8 s against 4.2-5.1 s in one process; starting
+# the workers costs ~1 CPU-s each, more than 100 PDFs).
 PDF_PROCESSES_ENV = "METERHOUSE_PDF_PROCESSES"
-PARALLEL_PDF_FROM = 8
+PARALLEL_PDF_FROM = 200
 
 
 def _pdf_processes() -> int:
