@@ -28,6 +28,7 @@ from html.parser import HTMLParser
 
 PAGE_WIDTH, PAGE_HEIGHT = 595.28, 841.89  # A4 in points
 MM = 72 / 25.4
+PX = 0.75  # a CSS pixel, in points
 MARGIN_TOP, MARGIN_RIGHT, MARGIN_BOTTOM, MARGIN_LEFT = 16 * MM, 15 * MM, 20 * MM, 15 * MM
 CONTENT_WIDTH = PAGE_WIDTH - MARGIN_LEFT - MARGIN_RIGHT
 CONTENT_BOTTOM = PAGE_HEIGHT - MARGIN_BOTTOM
@@ -498,14 +499,13 @@ def _draw_masthead(pages: Pages, invoice: Invoice) -> None:
     images = brand.find_all("img")
     if images:
         logo = decode_logo(images[0].attrs.get("src", ""))
-        scale = min(16 * MM / logo.height, 70 * MM / logo.width, 1.0 * 0.75)  # CSS px are 0.75 pt
+        scale = min(16 * MM / logo.height, 70 * MM / logo.width, PX)  # max 16 x 70 mm, else its own size
         brand_height, brand_width = logo.height * scale, logo.width * scale
     else:
         logo_style = Style(size=22, bold=True, color=invoice.accent, letter_spacing=0.04)
         logo_lines = inline_lines(brand, logo_style)
         logo_lines = [[(text, logo_style) for text, _style in line] for line in logo_lines]
-        brand_height = lines_height(logo_lines, Style(size=9))
-        brand_height = max(brand_height, lines_height(logo_lines, logo_style))
+        brand_height = lines_height(logo_lines, logo_style)
     height = max(seller_height, brand_height)
     top = pages.y
     if images:
@@ -515,10 +515,10 @@ def _draw_masthead(pages: Pages, invoice: Invoice) -> None:
     pages.paragraph(MARGIN_LEFT, top + (height - seller_height) / 2, seller_lines, base,
                     right=MARGIN_LEFT + CONTENT_WIDTH)
     pages.y = top + height
-    invoice.html.find("div", "rule")
+    invoice.html.find("div", "rule")  # the accent rule under the masthead (refused if the template lost it)
     pages.y += 5 * MM
-    pages.rule(MARGIN_LEFT, pages.y, CONTENT_WIDTH, 3 * 0.75, invoice.accent)
-    pages.y += 3 * 0.75 + 7 * MM
+    pages.rule(MARGIN_LEFT, pages.y, CONTENT_WIDTH, 3 * PX, invoice.accent)
+    pages.y += 3 * PX + 7 * MM
 
 
 def _draw_heading(pages: Pages, invoice: Invoice) -> None:
@@ -532,8 +532,8 @@ def _draw_heading(pages: Pages, invoice: Invoice) -> None:
     amount_style = Style(size=15, bold=True)
     amount = [[(due.find("div", "amount").text().strip(), amount_style)]]
     box_width, pad_x, pad_y = 58 * MM, 4 * MM, 3 * MM
-    inner = lines_height(label, Style()) + 3 * 0.75 + lines_height(amount, amount_style)
-    box_height = 3 * 0.75 + 0.75 + 2 * pad_y + inner
+    inner = lines_height(label, Style()) + 3 * PX + lines_height(amount, amount_style)
+    box_height = 3 * PX + PX + 2 * pad_y + inner
     height = max(left_height, box_height)
     top = pages.y
     # vertical-align: bottom for both cells
@@ -542,11 +542,11 @@ def _draw_heading(pages: Pages, invoice: Invoice) -> None:
     pages.paragraph(MARGIN_LEFT, after_title + 1 * MM, number, number_style)
     box_left, box_top = MARGIN_LEFT + CONTENT_WIDTH - box_width, top + height - box_height
     pages.fill(box_left, box_top, box_width, box_height, BORDER)
-    pages.fill(box_left + 0.75, box_top + 3 * 0.75, box_width - 1.5, box_height - 3 * 0.75 - 0.75, "#ffffff")
-    pages.fill(box_left, box_top, box_width, 3 * 0.75, invoice.accent)
-    right = box_left + box_width - 0.75 - pad_x
-    inner_top = box_top + 3 * 0.75 + pad_y
-    after_label = pages.paragraph(0, inner_top, label, Style(), right=right) + 3 * 0.75
+    pages.fill(box_left + PX, box_top + 3 * PX, box_width - 2 * PX, box_height - 4 * PX, "#ffffff")
+    pages.fill(box_left, box_top, box_width, 3 * PX, invoice.accent)
+    right = box_left + box_width - PX - pad_x
+    inner_top = box_top + 3 * PX + pad_y
+    after_label = pages.paragraph(0, inner_top, label, Style(), right=right) + 3 * PX
     pages.paragraph(0, after_label, amount, amount_style, right=right)
     pages.y = top + height
 
@@ -565,7 +565,7 @@ def _draw_parties(pages: Pages, invoice: Invoice) -> None:
         width = widths[index] - (5 * MM if index < 2 else 0)
         facts = cell.find_all("table", "facts")
         label = cell.find("div", "label")
-        y = pages.paragraph(x, top, wrap([(label.text().strip().upper(), LABEL)], width), base) + 3 * 0.75
+        y = pages.paragraph(x, top, wrap([(label.text().strip().upper(), LABEL)], width), base) + 3 * PX
         if facts:
             rows = [_cells(row) for row in facts[0].find_all("tr")]
             key_width = max(run_width(key.text().strip(), Style(color=MUTED)) for key, _value in rows) + 3 * MM
@@ -575,7 +575,7 @@ def _draw_parties(pages: Pages, invoice: Invoice) -> None:
                 height, baseline = line_box(line_value, base)
                 pages.runs(x, y + baseline, line_key)
                 pages.runs(x + key_width, y + baseline, line_value)
-                y += height + 0.75
+                y += height + PX
         else:
             content = Node("td", {}, [child for child in cell.children if child is not label])
             for line in inline_lines(content, base):
@@ -625,7 +625,7 @@ def _draw_lines(pages: Pages, invoice: Invoice) -> None:
     numeric = ["num" in cell.classes for cell in header_cells]
 
     def header() -> None:
-        _header_row(pages, header_cells, edges, numeric, 1.5 * MM, 1.5 * 0.75, TEXT)
+        _header_row(pages, header_cells, edges, numeric, 1.5 * MM, 1.5 * PX, TEXT)
 
     pages.y += 2 * MM
     header()
@@ -638,14 +638,14 @@ def _draw_lines(pages: Pages, invoice: Invoice) -> None:
             for line in inline_lines(cells[1], Style()):
                 lines.extend(wrap(line, width))
             pad = 1.6 * MM
-            height = 2 * pad + lines_height(lines, Style()) + 0.5 * 0.75
+            height = 2 * pad + lines_height(lines, Style()) + 0.5 * PX
             if pages.y + height > CONTENT_BOTTOM:
                 pages.new_page()
                 header()
             top = pages.y
             pages.fill(edges[0][0], top, edges[-1][1] - edges[0][0], height, SECTION_FILL)
             pages.paragraph(left + CELL_PAD_X, top + pad, lines, Style())
-            pages.rule(edges[0][0], top + height - 0.5 * 0.75, edges[-1][1] - edges[0][0], 0.5 * 0.75, BORDER)
+            pages.rule(edges[0][0], top + height - 0.5 * PX, edges[-1][1] - edges[0][0], 0.5 * PX, BORDER)
             pages.y = top + height
             continue
         if len(cells) != 5:
@@ -669,7 +669,7 @@ def _draw_lines(pages: Pages, invoice: Invoice) -> None:
             laid.append((left + pad_left, lines, "num" in cell.classes))
         pad = 1.8 * MM
         content = max(lines_height(lines, Style()) for _x, lines, _num in laid)
-        height = 2 * pad + content + 0.5 * 0.75
+        height = 2 * pad + content + 0.5 * PX
         if pages.y + height > CONTENT_BOTTOM:
             pages.new_page()
             header()
@@ -677,7 +677,7 @@ def _draw_lines(pages: Pages, invoice: Invoice) -> None:
         for index, (x, lines, is_number) in enumerate(laid):
             right = edges[index][1] - (0.0 if index == 0 else CELL_PAD_X)
             pages.paragraph(x, top + pad, lines, Style(), right=right if is_number else None)
-        pages.rule(edges[0][0], top + height - 0.5 * 0.75, edges[-1][1] - edges[0][0], 0.5 * 0.75, HAIRLINE)
+        pages.rule(edges[0][0], top + height - 0.5 * PX, edges[-1][1] - edges[0][0], 0.5 * PX, HAIRLINE)
         pages.y = top + height
 
 
@@ -691,7 +691,7 @@ def _draw_totals(pages: Pages, invoice: Invoice) -> None:
     for row in rows:
         grand = "grand" in row.classes
         style = Style(size=11, bold=True) if grand else Style()
-        heights.append((style, (1.5 * 0.75 if grand else 0) + (2 * MM if grand else 1.2 * MM) + 1.2 * MM
+        heights.append((style, (1.5 * PX if grand else 0) + (2 * MM if grand else 1.2 * MM) + 1.2 * MM
                         + line_box([("x", style)], style)[0]))
     if pages.y + sum(height for _style, height in heights) > CONTENT_BOTTOM:
         pages.new_page()
@@ -700,8 +700,8 @@ def _draw_totals(pages: Pages, invoice: Invoice) -> None:
         grand = "grand" in row.classes
         top = pages.y
         if grand:
-            pages.rule(left, top, width, 1.5 * 0.75, TEXT)
-            top += 1.5 * 0.75
+            pages.rule(left, top, width, 1.5 * PX, TEXT)
+            top += 1.5 * PX
         pad_top = 2 * MM if grand else 1.2 * MM
         _line_height, baseline = line_box([("x", style)], style)
         pages.runs(left + CELL_PAD_X, top + pad_top + baseline, [(label.text().strip(), style)])
@@ -756,10 +756,10 @@ def _draw_breakdown(pages: Pages, invoice: Invoice) -> None:
         for (left, right), cell, is_number in zip(edges, cells, numeric, strict=True):
             text = [(re.sub(r"\s+", " ", cell.text()).strip(), cell_style)]
             laid.append([text] if is_number else wrap(text, right - left - 2 * CELL_PAD_X))
-        return 2 * 1.2 * MM + max(lines_height(lines, cell_style) for lines in laid) + 0.5 * 0.75, laid
+        return 2 * 1.2 * MM + max(lines_height(lines, cell_style) for lines in laid) + 0.5 * PX, laid
 
     laid_rows = [row_layout(cells) for cells in rows]
-    header_height = line_box([("X", HEADER)], Style())[0] + 1.2 * MM + 0.75
+    header_height = line_box([("X", HEADER)], Style())[0] + 1.2 * MM + PX
     title_height = 8 * MM + lines_height(title, title_style) + 2 * MM
     keep = "keep" in block.classes
     needed = title_height + header_height + (sum(h for h, _l in laid_rows) if keep else laid_rows[0][0] if laid_rows else 0)
@@ -770,7 +770,7 @@ def _draw_breakdown(pages: Pages, invoice: Invoice) -> None:
     pages.y = pages.paragraph(MARGIN_LEFT, pages.y, title, title_style) + 2 * MM
 
     def header() -> None:
-        _header_row(pages, header_cells, edges, numeric, 1.2 * MM, 0.75, FAINT)
+        _header_row(pages, header_cells, edges, numeric, 1.2 * MM, PX, FAINT)
 
     header()
     for height, laid in laid_rows:
@@ -781,7 +781,7 @@ def _draw_breakdown(pages: Pages, invoice: Invoice) -> None:
         for (left, right), lines, is_number in zip(edges, laid, numeric, strict=True):
             pages.paragraph(left + CELL_PAD_X, top + 1.2 * MM, lines, cell_style,
                             right=right - CELL_PAD_X if is_number else None)
-        pages.rule(edges[0][0], top + height - 0.5 * 0.75, edges[-1][1] - edges[0][0], 0.5 * 0.75, HAIRLINE)
+        pages.rule(edges[0][0], top + height - 0.5 * PX, edges[-1][1] - edges[0][0], 0.5 * PX, HAIRLINE)
         pages.y = top + height
 
 
@@ -805,7 +805,7 @@ def _draw_notes(pages: Pages, invoice: Invoice) -> None:
         lines = _block_lines(Node("div", {}, [child]), style, CONTENT_WIDTH)
         if "muted" in child.classes:
             lines = [[(text, replace(run_style, color=MUTED)) for text, run_style in line] for line in lines]
-        after = 3 * 0.75 if "label" in child.classes else 1 * MM
+        after = 3 * PX if "label" in child.classes else 1 * MM
         parts.append((lines, after))
     height = 8 * MM + sum(lines_height(lines, base) + after for lines, after in parts)
     if pages.y + height > CONTENT_BOTTOM:  # kept together
@@ -820,12 +820,12 @@ def _draw_footer(pages: Pages, invoice: Invoice) -> None:
     footer = invoice.html.find("footer")
     base = Style(size=7.5, color=MUTED)
     lines = _block_lines(footer, base, CONTENT_WIDTH)
-    rule_and_padding = 0.5 * 0.75 + 3 * MM
+    rule_and_padding = 0.5 * PX + 3 * MM
     if pages.y + 9 * MM + rule_and_padding + line_box(lines[0], base)[0] > CONTENT_BOTTOM:
         pages.new_page()
     else:
         pages.y += 9 * MM
-    pages.rule(MARGIN_LEFT, pages.y, CONTENT_WIDTH, 0.5 * 0.75, BORDER)
+    pages.rule(MARGIN_LEFT, pages.y, CONTENT_WIDTH, 0.5 * PX, BORDER)
     pages.y += rule_and_padding
     for line in lines:
         if pages.y + line_box(line, base)[0] > CONTENT_BOTTOM:

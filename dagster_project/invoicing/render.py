@@ -5,7 +5,7 @@ same inputs give the same bytes. The PDF is made from the HTML bytes themselves,
 document dates taken from the invoice date and no random file id: drawn directly by
 ``invoicing.pdf`` (~7 ms a document), or laid out by WeasyPrint (~150 ms) for HTML that
 renderer refuses (an SVG logo, a character without a DejaVu glyph). A PDF stored by the other
-renderer (every PDF before 2026-11-28 came from WeasyPrint) is recognised and kept.
+renderer (every PDF before 2026-11-27 came from WeasyPrint) is recognised and kept.
 
 A document is written once and its SHA-256 stored with the invoice (``document_sha256`` for
 the HTML, ``pdf_sha256`` for the PDF). A later run that would produce different bytes for a
