@@ -116,11 +116,12 @@ class OutboxDelivery:
     def __init__(self, outbox: Path):
         self.outbox = outbox
 
-    def deliver(self, message: EmailMessage, name: str) -> str:
+    def deliver(self, message: EmailMessage | bytes, name: str) -> str:
+        """Write the message (or its bytes, built by a worker) as ``<key>.eml``."""
         self.outbox.mkdir(parents=True, exist_ok=True)
         path = child(self.outbox, _safe(name), ".eml")
         temporary = path.with_suffix(".eml.tmp")
-        temporary.write_bytes(message.as_bytes())
+        temporary.write_bytes(message if isinstance(message, bytes) else message.as_bytes())
         os.replace(temporary, path)
         return str(path)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 from datetime import datetime
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -379,3 +381,49 @@ def test_notifications_asset_uses_the_smtp_url_from_the_environment(data_dir, sm
     )
     assert again.get_asset_materialization_events()[0].materialization.metadata["delivered"].value == 0
     assert len(smtp_server.received) == 11
+
+
+def _without_date(eml: bytes) -> bytes:
+    """The Date header is the wall clock when the message was built and the MIME boundaries are
+    random (the email package's); everything else comes from the data."""
+    eml = re.sub(rb"={15}\d+==", b"(boundary)", eml)
+    return b"\n".join(line for line in eml.split(b"\n") if not line.startswith(b"Date: "))
+
+
+def test_outbox_messages_built_by_worker_processes_are_the_ones_built_here(data_dir, tmp_path, monkeypatch):
+    """Past OUTBOX_PARALLEL_FROM messages, spawned workers build the e-mails: the same files and
+    rows, in the same order, and a template that fails still fails one notification only."""
+    from dagster_project.notifications import send
+
+    build(data_dir)
+    overrides = data_dir / "notifications" / "templates"
+    overrides.mkdir(parents=True)
+    # the "subscription created" subject names a variable it does not have: those notifications fail
+    (overrides / "subscription_created.subject.j2").write_text("{{ no_such_variable }}\n", encoding="utf-8")
+    pooled_dir = Path(shutil.copytree(data_dir, tmp_path / "pooled"))
+
+    monkeypatch.setattr(send, "OUTBOX_PARALLEL_FROM", 10**6)
+    here = run(data_dir)
+    monkeypatch.setattr(send, "OUTBOX_PARALLEL_FROM", 1)
+    monkeypatch.setattr(send.os, "cpu_count", lambda: 2)
+    pooled = run(pooled_dir)
+
+    # four subscriptions with an e-mail address (acme-pro, globex-trial, globex-old, globex-term):
+    # their four "created" e-mails fail, the other 7 of the 11 are written
+    assert sorted(here.failed) == [f"subscription_created:{subscription}" for subscription in
+                                   ("acme-pro", "globex-old", "globex-term", "globex-trial")]
+    assert all(reason.startswith("rendering failed: UndefinedError") for reason in here.failed.values())
+    assert (here.delivered, here.failed) == (pooled.delivered, pooled.failed) and len(here.delivered) == 7
+    files = sorted(path.name for path in (data_dir / "outbox").glob("*.eml"))
+    assert files == sorted(path.name for path in (pooled_dir / "outbox").glob("*.eml")) and len(files) == 7
+    for name in files:
+        assert _without_date((data_dir / "outbox" / name).read_bytes()) == _without_date(
+            (pooled_dir / "outbox" / name).read_bytes())
+
+    def recorded(root: Path) -> list[tuple]:
+        with warehouse.connect(root) as connection:
+            return connection.execute(
+                "select notification_key, status, subject, detail is null, message_id, attempts"
+                " from billing.notifications order by notification_key").fetchall()
+
+    assert recorded(data_dir) == recorded(pooled_dir)
