@@ -35,7 +35,9 @@ def child(directory: Path, name: str, suffix: str = "") -> Path:
     if problem:
         raise UnsafePathError(f"{directory}: refusing file name {full!r}: it {problem}")
     path = directory / full
-    base = directory.resolve()
-    if path.resolve().parent != base:
+    # One plain name (checked above) can only lead elsewhere through a symbolic link: one lstat
+    # for every path, the full resolution only for links (resolving every path was ~0.5 ms, about
+    # as much as writing the file, for each of 40 K documents and e-mails at 10 K subscriptions).
+    if path.is_symlink() and path.resolve().parent != directory.resolve():
         raise UnsafePathError(f"{directory}: refusing file name {full!r}: it resolves outside the directory")
     return path

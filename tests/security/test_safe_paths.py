@@ -49,6 +49,17 @@ def test_child_refuses_a_symbolic_link_that_points_outside(tmp_path: Path) -> No
         child(inside, "MH-2026-000001", ".html")
 
 
+def test_child_accepts_a_link_within_the_directory_and_a_linked_directory(tmp_path: Path) -> None:
+    # only where a name leads counts: a data dir reached through a link is fine
+    real = tmp_path / "real-invoices"
+    real.mkdir()
+    (real / "MH-2026-000002.html").write_text("second", encoding="utf-8")
+    os.symlink(real / "MH-2026-000002.html", real / "MH-2026-000001.html")
+    os.symlink(real, tmp_path / "invoices")
+    assert child(real, "MH-2026-000001", ".html") == real / "MH-2026-000001.html"
+    assert child(tmp_path / "invoices", "MH-2026-000001", ".html") == tmp_path / "invoices" / "MH-2026-000001.html"
+
+
 def test_child_accepts_plain_names(tmp_path: Path) -> None:
     assert child(tmp_path, "MH-2026-000001", ".html") == tmp_path / "MH-2026-000001.html"
     assert child(tmp_path, "acme-labs:research@2026.10") == tmp_path / "acme-labs:research@2026.10"
