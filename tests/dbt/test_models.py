@@ -54,6 +54,7 @@ PRODUCTS = [
     ("agg-demo", "Aggregations Demo", "USD", 2, "0", "in_arrears", "0", 0),
     ("trial-pro", "Trial Pro", "USD", 2, "31.00", "in_arrears", "0", 7),
     ("adv-pro", "Advance Pro", "USD", 2, "100.00", "in_advance", "50.00", 0),
+    ("minute-meter", "Minute Meter", "USD", 2, "0", "in_arrears", "0", 0),
 ]
 
 # product_id, metric, position, element, aggregation, aggregation_field, match_value, tier_mode
@@ -73,6 +74,7 @@ METRICS = [
     ("agg-demo", "Prod calls", 6, "requests", "count", None, None, "graduated"),
     ("trial-pro", "Calls", 1, "requests", "sum", None, None, "graduated"),
     ("adv-pro", "Calls", 1, "requests", "sum", None, None, "graduated"),
+    ("minute-meter", "Calls", 1, "requests", "sum", None, None, "graduated"),
 ]
 
 METRIC_FILTERS = [
@@ -99,6 +101,7 @@ TIERS = [
     ("agg-demo", "Prod calls", 1, "All", "0", None, "0.50", "0"),
     ("trial-pro", "Calls", 1, "All", "0", None, "2.00", "0"),
     ("adv-pro", "Calls", 1, "All", "0", None, "1.00", "0"),
+    ("minute-meter", "Calls", 1, "All", "0", None, "1.00", "0"),
 ]
 
 ORGANIZATIONS = [("acme", "Acme Corp"), ("globex", "Globex")]
@@ -113,6 +116,7 @@ SUBSCRIBERS = [
     ("user-agg", "agg@acme.example", "acme"),
     ("user-trial", "trial@globex.example", "globex"),
     ("user-adv", "adv@globex.example", "globex"),
+    ("user-min", "min@globex.example", "globex"),
 ]
 
 # subscription_id, subscriber, phases [(product, start, end)], end_at
@@ -126,6 +130,7 @@ SUBSCRIPTIONS = [
     ("agg-sub", "user-agg", [("agg-demo", OCT, None)]),
     ("trial-sub", "user-trial", [("trial-pro", OCT, None)]),
     ("adv-sub", "user-adv", [("adv-pro", OCT, None)]),
+    ("minute-sub", "user-min", [("minute-meter", ts("2026-10-31T23:59:59"), ts("2026-11-01T00:12:30"))]),
 ]
 
 CREDENTIALS = [("acme-docsum", "prod-key", "sk-acme-1")]
@@ -174,6 +179,13 @@ PERIODS = [
     period_row("adv-sub", "adv-pro", OCT, OCT, active=(OCT, OCT), recurring="100.00", recurring_span=(OCT, NOV),
                setup="50.00"),
     period_row("adv-sub", "adv-pro", OCT, NOV, recurring="100.00", recurring_span=(NOV, DEC)),
+    # five-minute periods around midnight, active from 23:59:59 (a one-second first stretch) until 00:12:30
+    period_row("minute-sub", "minute-meter", ts("2026-10-31T23:55"), NOV,
+               active=(ts("2026-10-31T23:59:59"), NOV)),
+    period_row("minute-sub", "minute-meter", NOV, ts("2026-11-01T00:05")),
+    period_row("minute-sub", "minute-meter", ts("2026-11-01T00:05"), ts("2026-11-01T00:10")),
+    period_row("minute-sub", "minute-meter", ts("2026-11-01T00:10"), ts("2026-11-01T00:15"),
+               active=(ts("2026-11-01T00:10"), ts("2026-11-01T00:12:30"))),
 ]
 
 
@@ -263,6 +275,14 @@ HANDMADE_EVENTS = [
     *[event(f"mystery-{i}", t, "nobody", product_name="Mystery Product")
       for i, t in enumerate(["2026-10-02T00:00:00", "2026-10-09T00:00:00"])],
     event("nobody-pro", "2026-10-02T00:00:00", "nobody", product_id="docsum-pro"),
+    # minute-sub: each side of every stretch's edges, to the microsecond
+    *[event(f"min-{name}", t, "user-min", subscription="minute-sub") for name, t in [
+        ("before-start", "2026-10-31T23:59:58.999999"), ("first-stretch-start", "2026-10-31T23:59:59"),
+        ("first-stretch-last", "2026-10-31T23:59:59.999999"), ("midnight", "2026-11-01T00:00:00"),
+        ("0005-last", "2026-11-01T00:04:59.999999"), ("0005", "2026-11-01T00:05:00"),
+        ("0010", "2026-11-01T00:10:00"), ("active-last", "2026-11-01T00:12:29.999999"),
+        ("after-end", "2026-11-01T00:12:30"),
+    ]],
 ]
 
 
@@ -565,6 +585,8 @@ def test_plan_change_rates_on_phase_product(db: duckdb.DuckDBPyConnection) -> No
 def test_unbilled_usage(db: duckdb.DuckDBPyConnection) -> None:
     assert rows(db, "select transaction_id, reason, subscription_id from marts.unbilled_usage order by 1") == [
         ("acme-september", "outside_subscription_term", "acme-docsum"),
+        ("min-after-end", "outside_subscription_term", "minute-sub"),
+        ("min-before-start", "outside_subscription_term", "minute-sub"),
         ("mystery-0", "unknown_product", None),
         ("mystery-1", "unknown_product", None),
         ("nobody-pro", "no_matching_subscription", None),
@@ -582,6 +604,26 @@ def test_unbilled_usage(db: duckdb.DuckDBPyConnection) -> None:
     (unbilled,) = db.execute("select count(*) from marts.unbilled_usage").fetchone()
     (accepted,) = db.execute("select count(*) from raw.events").fetchone()
     assert billed + unbilled == accepted
+
+
+def test_each_event_bills_to_the_period_stretch_holding_it(db: duckdb.DuckDBPyConnection) -> None:
+    # five-minute periods: the first active for one second only, the last cut at 00:12:30
+    first, midnight, five, ten, fifteen = (ts("2026-10-31T23:55"), NOV, ts("2026-11-01T00:05"),
+                                          ts("2026-11-01T00:10"), ts("2026-11-01T00:15"))
+    assert rows(db, """
+        select transaction_id, period_start, period_end, billing_status from intermediate.int_events_attributed
+        where subscription_id = 'minute-sub' order by request_time
+    """) == [
+        ("min-before-start", None, None, "unbilled"),
+        ("min-first-stretch-start", first, midnight, "billed"),
+        ("min-first-stretch-last", first, midnight, "billed"),
+        ("min-midnight", midnight, five, "billed"),
+        ("min-0005-last", midnight, five, "billed"),
+        ("min-0005", five, ten, "billed"),
+        ("min-0010", ten, fifteen, "billed"),
+        ("min-active-last", ten, fifteen, "billed"),
+        ("min-after-end", None, None, "unbilled"),
+    ]
 
 
 def test_trial_usage_is_excluded_from_tiers(db: duckdb.DuckDBPyConnection) -> None:

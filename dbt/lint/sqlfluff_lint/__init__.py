@@ -57,10 +57,9 @@ _DISPATCHED = {
     "sql_literal": _sql_literal,
     "charge_product": lambda quantity, rate: f"cast({quantity} as decimal(21, 10)) * cast({rate} as decimal(17, 12))",
     "register_lake_sources": lambda: "",
-    "asof_left_join": lambda relation, alias, left_key, right_key, left_time, right_start, right_end: (
-        f"asof left join {relation} as {alias} on {left_key} = {alias}.{right_key} "
-        f"and {left_time} >= {alias}.{right_start}"
-    ),
+    "epoch_microseconds": lambda expression: f"epoch_us({expression})",
+    "integer_divide": lambda numerator, denominator: f"({numerator}) // ({denominator})",
+    "series_values": lambda start, stop: f"unnest(generate_series({start}, {stop}))",
 }
 
 
