@@ -146,7 +146,11 @@ class Font:
 
     @functools.lru_cache(maxsize=65_536)  # noqa: B019 - one Font per process; labels and numbers repeat
     def _em_width(self, text: str) -> float:
-        return sum(self.advance[ord(char)] for char in text)
+        try:
+            return sum(self.advance[ord(char)] for char in text)
+        except KeyError:
+            self.check(text)  # names the character
+            raise
 
     def check(self, text: str) -> None:
         for char in text:
@@ -602,7 +606,8 @@ def _column_edges(widths: tuple[float | None, ...], total: float) -> list[tuple[
 
 
 def _header_row(pages: Pages, cells: list[Node], edges: list[tuple[float, float]], numeric: list[bool],
-                pad_bottom: float, border: float, border_color: str, pad_right_first: bool = True) -> None:
+                pad_bottom: float, border: float, border_color: str) -> None:
+    """A table's header row, repeated at the top of each page the table continues on."""
     texts = [[(cell.text().strip().upper(), HEADER)] for cell in cells]
     height, baseline = line_box(texts[0], Style())
     top = pages.y
@@ -718,35 +723,26 @@ def _draw_breakdown(pages: Pages, invoice: Invoice) -> None:
     table = block.find("table", "breakdown")
     header_cells = _cells(table.find("thead").find("tr"))
     numeric = ["num" in cell.classes for cell in header_cells]
-    # auto table layout, simplified: text columns share what the number columns leave
     cell_style = Style(size=8)
     rows = [_cells(row) for row in table.find("tbody").find_all("tr")]
-    number_widths = []
-    for index, is_number in enumerate(numeric):
-        if is_number:
-            texts = [header_cells[index].text().strip().upper()] + [row[index].text().strip() for row in rows]
-            styles = [HEADER] + [cell_style] * len(rows)
-            number_widths.append(max(run_width(text, style) for text, style in zip(texts, styles, strict=True))
-                                 + 2 * CELL_PAD_X)
-    # CSS's automatic table layout when everything fits: each column its widest content, and the
-    # room left shared in proportion to those widths; else number columns keep theirs
+    # CSS's automatic table layout, simplified: each column its widest content and, when that
+    # fits, the room left shared in proportion; else the text columns share what the number
+    # columns leave (at least 20 mm each), and everything is scaled to fit between the margins
     content_widths = []
-    for index, is_number in enumerate(numeric):
-        if is_number:
-            content_widths.append(number_widths.pop(0))
-        else:
-            texts = [header_cells[index].text().strip().upper()] + [re.sub(r"\s+", " ", row[index].text()).strip()
-                                                                    for row in rows]
-            styles = [HEADER] + [cell_style] * len(rows)
-            content_widths.append(max(run_width(text, style) for text, style in zip(texts, styles, strict=True))
-                                  + 2 * CELL_PAD_X)
+    for index in range(len(numeric)):
+        texts = [header_cells[index].text().strip().upper()] + [re.sub(r"\s+", " ", row[index].text()).strip()
+                                                                for row in rows]
+        styles = [HEADER] + [cell_style] * len(rows)
+        content_widths.append(max(run_width(text, style) for text, style in zip(texts, styles, strict=True))
+                              + 2 * CELL_PAD_X)
     if sum(content_widths) <= CONTENT_WIDTH:
         room = CONTENT_WIDTH - sum(content_widths)
-        widths = tuple(width + room * width / sum(content_widths) for width in content_widths)
+        widths = [width + room * width / sum(content_widths) for width in content_widths]
     else:
         fixed = sum(width for width, is_number in zip(content_widths, numeric, strict=True) if is_number)
         text_width = max((CONTENT_WIDTH - fixed) / max(numeric.count(False), 1), 20 * MM)
-        widths = tuple(width if is_number else text_width for width, is_number in zip(content_widths, numeric, strict=True))
+        widths = [width if is_number else text_width for width, is_number in zip(content_widths, numeric, strict=True)]
+        widths = [width * min(1.0, CONTENT_WIDTH / sum(widths)) for width in widths]
     edges = _column_edges(widths, sum(widths))
     title_style = Style(size=9.5, bold=True)
     title = [[(block.find("h2").text().strip(), title_style)]]

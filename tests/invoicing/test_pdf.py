@@ -188,7 +188,8 @@ def test_html_it_cannot_draw_goes_to_weasyprint(html: str) -> None:
     svg = base64.b64encode(b'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="10"/>').decode()
     with_svg_logo = re.sub(r'src="data:image/png;base64,[^"]*"', f'src="data:image/svg+xml;base64,{svg}"', html)
     with_cjk_name = html.replace("Acme Corp", "株式会社 Acme")
-    for document in (with_svg_logo, with_cjk_name):
+    with_cjk_credential = html.replace("<td>prod-key</td>", "<td>本番キー</td>")  # in the breakdown's widths
+    for document in (with_svg_logo, with_cjk_name, with_cjk_credential):
         with pytest.raises(invoice_pdf.UnsupportedDocument):
             invoice_pdf.render(document)
         assert render.render_pdf(document, MOMENT) == render.render_pdf_with_weasyprint(document, MOMENT)
