@@ -432,10 +432,12 @@ class Pages:
 
 @dataclass(frozen=True)
 class Logo:
+    """The branding logo's pixels, compressed once per process (every invoice carries it)."""
+
     width: int
     height: int
-    rgb: bytes
-    alpha: bytes | None
+    rgb: bytes  # zlib-compressed 8-bit RGB
+    alpha: bytes | None  # zlib-compressed 8-bit alpha, when not fully opaque
 
 
 @functools.lru_cache(maxsize=4)
@@ -448,9 +450,9 @@ def decode_logo(data_uri: str) -> Logo:
     with Image.open(io.BytesIO(base64.b64decode(match.group(2)))) as image:
         image.seek(0)
         converted = image.convert("RGBA")
-    rgb = converted.convert("RGB").tobytes()
+    rgb = zlib.compress(converted.convert("RGB").tobytes(), 6)
     alpha = converted.getchannel("A")
-    alpha_bytes = None if alpha.getextrema() == (255, 255) else alpha.tobytes()
+    alpha_bytes = None if alpha.getextrema() == (255, 255) else zlib.compress(alpha.tobytes(), 6)
     return Logo(converted.width, converted.height, rgb, alpha_bytes)
 
 
@@ -965,10 +967,12 @@ def render(html: str) -> bytes:
         mask = b""
         if logo.alpha is not None:
             mask_number = writer.stream(logo.alpha, b" /Type /XObject /Subtype /Image /Width %d /Height %d"
-                                        b" /ColorSpace /DeviceGray /BitsPerComponent 8" % (logo.width, logo.height))
+                                        b" /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /FlateDecode"
+                                        % (logo.width, logo.height), compress=False)
             mask = b" /SMask %d 0 R" % mask_number
         image = writer.stream(logo.rgb, b" /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB"
-                              b" /BitsPerComponent 8%s" % (logo.width, logo.height, mask))
+                              b" /BitsPerComponent 8 /Filter /FlateDecode%s" % (logo.width, logo.height, mask),
+                              compress=False)
         xobjects = b" /XObject << /Logo %d 0 R >>" % image
     fonts_entry = b" ".join(b"/%s %d 0 R" % (key.encode(), number) for key, number in font_numbers.items())
     resources = b"<< /Font << %s >>%s >>" % (fonts_entry, xobjects)
