@@ -3,9 +3,9 @@
 Everything printed comes from the ledger (no render-time clock, locale or dict order), so the
 same inputs give the same bytes. The PDF is made from the HTML bytes themselves, with the
 document dates taken from the invoice date and no random file id: drawn directly by
-``invoicing.pdf`` (~7 ms a document), or laid out by WeasyPrint (~150 ms) for HTML that
+``invoicing.pdf`` (~5.5 ms a document), or laid out by WeasyPrint (~150 ms) for HTML that
 renderer refuses (an SVG logo, a character without a DejaVu glyph). A PDF stored by the other
-renderer (every PDF before 2026-11-27 came from WeasyPrint) is recognised and kept.
+renderer (every PDF issued before it, 2026-11-27, came from WeasyPrint) is recognised and kept.
 
 A document is written once and its SHA-256 stored with the invoice (``document_sha256`` for
 the HTML, ``pdf_sha256`` for the PDF). A later run that would produce different bytes for a
