@@ -373,7 +373,7 @@ class Pages:
     def __init__(self) -> None:
         self.pages: list[list[str | tuple[str, str, str]]] = []
         self.used: dict[str, set[str]] = {"regular": set(), "bold": set()}
-        self.images: dict[str, bool] = {}
+        self.images: set[str] = set()
         self.new_page()
 
     def new_page(self) -> None:
@@ -422,7 +422,7 @@ class Pages:
         self.fill(x, y, width, thickness, color)
 
     def image(self, name: str, x: float, y: float, width: float, height: float) -> None:
-        self.images[name] = True
+        self.images.add(name)
         self.ops.append(f"q {_number(width)} 0 0 {_number(height)} {_number(x)} {_number(PAGE_HEIGHT - y - height)}"
                         f" cm /{name} Do Q")
 
@@ -584,8 +584,7 @@ def _draw_parties(pages: Pages, invoice: Invoice) -> None:
                 y += height + PX
         else:
             content = Node("td", {}, [child for child in cell.children if child is not label])
-            for line in inline_lines(content, base):
-                y = pages.paragraph(x, y, wrap(line, width), base)
+            y = pages.paragraph(x, y, _block_lines(content, base, width), base)
         bottom = max(bottom, y)
         x += widths[index]
     pages.y = bottom + 6 * MM
@@ -641,9 +640,7 @@ def _draw_lines(pages: Pages, invoice: Invoice) -> None:
         if "section" in row.classes:
             left = edges[1][0]
             width = edges[-1][1] - left - 2 * CELL_PAD_X
-            lines = []
-            for line in inline_lines(cells[1], Style()):
-                lines.extend(wrap(line, width))
+            lines = _block_lines(cells[1], Style(), width)
             pad = 1.6 * MM
             height = 2 * pad + lines_height(lines, Style()) + 0.5 * PX
             if pages.y + height > CONTENT_BOTTOM:
@@ -784,6 +781,7 @@ def _draw_breakdown(pages: Pages, invoice: Invoice) -> None:
 
 
 def _block_lines(node: Node, base: Style, width: float) -> list[list[Run]]:
+    """The node's text as lines wrapped to ``width``."""
     lines = []
     for line in inline_lines(node, base):
         lines.extend(wrap(line, width))

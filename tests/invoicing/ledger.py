@@ -35,6 +35,7 @@ The invoice, worked out by hand (product ``pro-plan``, USD, October 2026, free t
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 from decimal import Decimal
@@ -263,3 +264,26 @@ def add_invoice(
             """,
             [number, key, *OCTOBER],
         )
+
+
+# a 1x1 transparent PNG
+LOGO = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+BRANDING = """\
+company_name: Lumen Analytics GmbH
+company_address: ["Friedrichstraße 123", "10117 Berlin"]
+company_email: billing@lumen.example
+company_tax_id: DE123456789
+logo: brand/logo.png
+accent_color: "#0f766e"
+payment_instructions: ["IBAN DE89 3704 0044 0532 0130 00"]
+footer: Danke.
+"""
+
+
+def make_data_dir(root: Path, **overrides) -> Path:
+    """``build_warehouse`` with a branding file and its logo (the documents' tests)."""
+    (root / "brand").mkdir(parents=True, exist_ok=True)
+    (root / "brand" / "logo.png").write_bytes(LOGO)
+    return build_warehouse(root, branding_yaml=overrides.pop("branding_yaml", BRANDING), **overrides)

@@ -22,28 +22,7 @@ import pytest
 from dagster_project.invoicing import render
 from dagster_project.invoicing.render import BrandingError, DocumentMismatchError
 from tests.conftest import REPO_ROOT
-from tests.invoicing.ledger import NUMBER, SECOND_NUMBER, add_invoice, build_warehouse
-
-# a 1x1 transparent PNG
-LOGO = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
-)
-BRANDING = """\
-company_name: Lumen Analytics GmbH
-company_address: ["Friedrichstraße 123", "10117 Berlin"]
-company_email: billing@lumen.example
-company_tax_id: DE123456789
-logo: brand/logo.png
-accent_color: "#0f766e"
-payment_instructions: ["IBAN DE89 3704 0044 0532 0130 00"]
-footer: Danke.
-"""
-
-
-def make_data_dir(root: Path, **overrides) -> Path:
-    (root / "brand").mkdir(parents=True, exist_ok=True)
-    (root / "brand" / "logo.png").write_bytes(LOGO)
-    return build_warehouse(root, branding_yaml=overrides.pop("branding_yaml", BRANDING), **overrides)
+from tests.invoicing.ledger import BRANDING, LOGO, NUMBER, SECOND_NUMBER, add_invoice, make_data_dir
 
 
 def connect(root: Path) -> duckdb.DuckDBPyConnection:
@@ -67,15 +46,6 @@ def pdf_objects(pdf: bytes) -> bytes:
         except zlib.error:
             continue
     return b"\n".join(inflated)
-
-
-@pytest.fixture(scope="module")
-def issued(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = make_data_dir(tmp_path_factory.mktemp("issued"))
-    with connect(root) as connection:
-        written = render.write_documents(connection, root)
-    assert [document.invoice_number for document in written] == [NUMBER]
-    return root
 
 
 @pytest.fixture
@@ -186,7 +156,7 @@ import sys
 from pathlib import Path
 import duckdb
 from dagster_project.invoicing.render import write_documents
-from tests.invoicing.test_documents import make_data_dir
+from tests.invoicing.ledger import make_data_dir
 root = make_data_dir(Path(sys.argv[1]))
 with duckdb.connect(str(root / "warehouse.duckdb")) as connection:
     write_documents(connection, root)

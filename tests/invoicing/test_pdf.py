@@ -21,7 +21,7 @@ import pytest
 
 from dagster_project.invoicing import pdf as invoice_pdf
 from dagster_project.invoicing import render
-from tests.invoicing.test_documents import NUMBER, make_data_dir
+from tests.invoicing.ledger import NUMBER
 
 MM = 72 / 25.4
 A4 = (595.28, 841.89)  # 210 x 297 mm in points
@@ -90,14 +90,6 @@ def read_pages(pdf: bytes) -> list[list[Text]]:
 
 def page_text(page: list[Text]) -> str:
     return " ".join(text.text for text in page)
-
-
-@pytest.fixture(scope="module")
-def issued(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = make_data_dir(tmp_path_factory.mktemp("pdf"))
-    with duckdb.connect(str(root / "warehouse.duckdb")) as connection:
-        render.write_documents(connection, root)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -77,23 +77,6 @@ subscriber_phases as (
 
 ),
 
--- periods an event can fall in; opening drafts of in_advance products have none
-usage_periods as (
-
-    select
-        subscription_id,
-        product_id,
-        period_start,
-        period_end,
-        active_start,
-        active_end,
-        trial_end_at
-
-    from {{ ref('stg_catalog__subscription_periods') }}
-    where has_usage_period and active_end > active_start
-
-),
-
 organizations as (
 
     select
@@ -233,8 +216,9 @@ period_stretches as (
         {{ epoch_microseconds('greatest(period_start, active_start)') }} as stretch_start_us,
         {{ epoch_microseconds('least(period_end, active_end)') }} as stretch_end_us
 
-    from usage_periods
-    where least(period_end, active_end) > greatest(period_start, active_start)
+    -- periods an event can fall in; opening drafts of in_advance products have none
+    from {{ ref('stg_catalog__subscription_periods') }}
+    where has_usage_period and least(period_end, active_end) > greatest(period_start, active_start)
 
 ),
 
