@@ -86,8 +86,12 @@ about half the CPU of DuckDB's sha256), the single-threaded insert into raw.even
 committing; reading and splitting files is vectorised (numpy) and costs ~1 s. Validation and
 inserting overlap (two threads). ``attributes_json`` (the raw text) is compressed with zstd:
 DuckDB's default string compression made the checkpoint twice as long (3.3 s vs 1.6 s at 1 M).
-20 M events (20,020,000 lines, 11 GB) with a 2 GB DuckDB limit: 363 s with the checkpoint, peak
-RSS 3.0 GB; one more day (666,666 events) into those 20 M 9.8 s vs 9.3 s into an empty
+The load is CPU-bound (~18-20 CPU-s per 1 M lines on two cores): the raw text is not copied
+through the validation's temp table and back (it stays in the batch's arrow table and is put
+back by position), and the write uses left joins, not NOT EXISTS (DuckDB copies a NOT EXISTS's
+outer rows to decorrelate it); together ~40 % fewer page faults, 1 M lines in 9-13 s instead
+of 12-14 s (2026-11-28, docs/performance.md). 20 M events (20,020,000 lines, 11 GB) with a 2 GB
+DuckDB limit: 306 s with the checkpoint (325 s before that change), peak RSS 3.0 GB; one more day (666,666 events) into those 20 M 9.8 s vs 9.3 s into an empty
 warehouse (with the primary key: a 10 M-row table took 5x longer to fill, and the checkpoint
 rewrote the whole key index, 2.8 s at 1 M events vs 0.2 s empty).
 """
