@@ -550,6 +550,45 @@ def test_large_file_is_loaded_in_blocks_in_one_transaction(tmp_path: Path, conne
     assert connection.execute("select count(*) from raw.events where transaction_id like 'z%'").fetchone()[0] == 0
 
 
+def _mixed_lines(tag: str) -> list[str]:
+    """Blank, clean, valid-but-unusual (the full validation), id-less and bad lines, interleaved."""
+    return [
+        line(transactionId=f"{tag}-clean-1"),
+        "",
+        line(transactionId=f"{tag}-string-count", inputTokenCount="7"),  # valid, not the plain form
+        "   \t",
+        line(transactionId=_ABSENT, model=f"{tag}-idless"),
+        '{"transactionId": "' + tag + '-broken"',  # invalid JSON
+        line(transactionId=f"{tag}-units", units={"pages": 3}),
+        line(transactionId=f"{tag}-negative", inputTokenCount=-1),
+        "",
+        line(transactionId=f"{tag}-clean-2", model="gpt-4o"),
+    ]
+
+
+@pytest.mark.parametrize("block_bytes", [loader_module.BLOCK_BYTES, 700])
+def test_every_row_keeps_the_exact_text_of_its_own_line(tmp_path: Path, connection: duckdb.DuckDBPyConnection,
+                                                       monkeypatch: pytest.MonkeyPatch, block_bytes: int) -> None:
+    # the raw text is put back on the validated rows by position: blank lines, lines read again by
+    # the full validation and rejected lines must not shift it, in one batch of several files and
+    # in a file read in blocks
+    monkeypatch.setattr(loader_module, "BLOCK_BYTES", block_bytes)
+    files = {f"landing/events/{name}.jsonl": [text for copy in range(3) for text in _mixed_lines(f"{name}{copy}")]
+             for name in ("a", "b", "c")}
+    for name, lines in files.items():
+        write(tmp_path, name.removeprefix("landing/events/"), lines)
+    report = load(connection, tmp_path)
+    # per file and copy: 5 accepted (two clean, string count, id-less, units), 2 rejected, 3 blank
+    assert (report.lines_read, report.accepted, report.duplicates, report.rejected) == (63, 45, 0, 18)
+    stored = connection.execute(
+        "select source_file, line_number, attributes_json from raw.events "
+        "union all select source_file, line_number, raw from raw.rejected_events"
+    ).fetchall()
+    assert len(stored) == 63
+    for source_file, line_number, text in stored:
+        assert text == files[source_file][line_number - 1], (source_file, line_number)
+
+
 def test_a_crash_leaves_no_half_loaded_file(tmp_path: Path, connection: duckdb.DuckDBPyConnection,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, "a.jsonl", [line(transactionId="a1")])
