@@ -91,9 +91,10 @@ through the validation's temp table and back (it stays in the batch's arrow tabl
 back by position), and the write uses left joins, not NOT EXISTS (DuckDB copies a NOT EXISTS's
 outer rows to decorrelate it); together ~40 % fewer page faults, 1 M lines in 9-13 s instead
 of 12-14 s (2026-11-28, docs/performance.md). 20 M events (20,020,000 lines, 11 GB) with a 2 GB
-DuckDB limit: 306 s with the checkpoint (325 s before that change), peak RSS 3.0 GB; one more day (666,666 events) into those 20 M 9.8 s vs 9.3 s into an empty
-warehouse (with the primary key: a 10 M-row table took 5x longer to fill, and the checkpoint
-rewrote the whole key index, 2.8 s at 1 M events vs 0.2 s empty).
+DuckDB limit: 306 s with the checkpoint (325 s before that change), peak RSS 3.0 GB; one more
+day (666,666 events) into those 20 M 9.8 s vs 9.3 s into an empty warehouse (with the primary
+key: a 10 M-row table took 5x longer to fill, and the checkpoint rewrote the whole key index,
+2.8 s at 1 M events vs 0.2 s empty).
 """
 
 from __future__ import annotations
@@ -884,7 +885,9 @@ def _with_raw_text(checked: pa.Table, lines: pa.Table) -> pa.Table:
     """``checked`` (one row per non-blank line, in line order) with each line's raw text from
     ``lines``: taken by position, so the text is not copied through DuckDB and back."""
     blank = lines.column("blank")
-    kept = lines.filter(pc.invert(blank)) if pc.any(blank).as_py() else lines
+    kept = lines.select(["file_order", "line_number", "raw"])
+    if pc.any(blank).as_py():
+        kept = kept.filter(pc.invert(blank))
     if not (checked.column("file_order").equals(kept.column("file_order").cast(checked.schema.field("file_order").type))
             and checked.column("line_number").equals(kept.column("line_number"))):
         raise RuntimeError("validated lines do not match the batch's lines one to one")
