@@ -506,12 +506,16 @@ class _Loader:
         if multi:
             winners += " left join _mh_multi m using (transaction_id)"
             first_of_batch += " and (m.first_seq is null or m.first_seq = c.seq)"
-        # ids already in raw.events: earlier loads, batches and blocks of this transaction
+        # ids already in raw.events: earlier loads, batches and blocks of this transaction. The join
+        # reads only raw.events' id column (and row ids); the few rows it finds are then fetched by
+        # row id. Joined with all four columns it read every row's payload hash and file too: at
+        # 20 M events 0.9-2.2 s per batch instead of 0.37 s
         self._execute(
             f"""create or replace temp table _mh_prior as
-                select e.transaction_id, e.payload_sha256, e.source_file, e.line_number
-                from (select c.transaction_id {winners} where {first_of_batch}) o
-                join raw.events e using (transaction_id)"""  # noqa: S608
+                select transaction_id, payload_sha256, source_file, line_number from raw.events
+                where rowid in (
+                    select e.rowid from (select c.transaction_id {winners} where {first_of_batch}) o
+                    join raw.events e using (transaction_id))"""  # noqa: S608
         )
         columns = ", ".join(_EVENT_COLUMNS)
         selected = ", ".join("c.raw" if column == "attributes_json" else f"c.{column}" for column in _EVENT_COLUMNS)

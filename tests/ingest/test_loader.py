@@ -323,6 +323,29 @@ def test_ids_loaded_before_are_found_in_every_batch_and_block(tmp_path: Path, co
         "landing/events/b-big.jsonl")
 
 
+def test_repeats_are_found_in_blocks_written_to_disk_before_the_commit(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file-backed warehouse with small row groups, so that each block's insert is written to the
+    file before its transaction commits (DuckDB's optimistic writes): a later block of the same
+    file still finds the ids of the earlier ones (they are looked up by row id)."""
+    connection = duckdb.connect()
+    connection.execute(f"attach '{tmp_path / 'warehouse.duckdb'}' as warehouse (row_group_size 2048)")
+    connection.execute("use warehouse")
+    write(tmp_path, "a-old.jsonl", [line(transactionId="old-1")])
+    load(connection, tmp_path)
+    monkeypatch.setattr(loader_module, "BLOCK_BYTES", 1_500_000)
+    lines = [line(transactionId=f"n{i}") for i in range(12_000)]  # ~4 MB: three blocks of ~4,500 lines
+    lines += [lines[7], line(transactionId="n8", inputTokenCount=9), line(transactionId="old-1")]
+    write(tmp_path, "b-big.jsonl", lines)
+    report = load(connection, tmp_path)
+    big = report.files[1]
+    assert (big.lines_read, big.accepted, big.duplicates, big.rejected) == (12_003, 12_000, 2, 1)
+    assert rejected(connection) == [("landing/events/b-big.jsonl", 12_002, "duplicate_conflict", "transactionId")]
+    assert connection.execute("select count(*), count(distinct transaction_id) from raw.events").fetchone() == (
+        12_001, 12_001)
+    connection.close()
+
+
 def test_first_wins_across_batches(tmp_path: Path, connection: duckdb.DuckDBPyConnection,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches are validated ahead (in the background) but written in file order."""
