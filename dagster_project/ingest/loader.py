@@ -56,8 +56,9 @@ Identity and duplicates
     is a conflict (visible, never billed twice, never silently dropped).
   * The first accepted line with an id wins: across loads (raw.events is never rewritten), and
     within a load by file order then line number. Each batch looks its ids up in raw.events with
-    one hash join, built on the batch's ids and probed with raw.events' id column (earlier blocks
-    of a big file's transaction are in raw.events already). raw.events has no primary key: at
+    one hash join, built on the batch's ids and probed with raw.events' id column alone; the rows
+    it finds are fetched by row id (earlier blocks of a big file's transaction are in raw.events
+    already, with transaction-local row ids). raw.events has no primary key: at
     scale the key cost more than all the rest of the load (DuckDB's index on random ids, written
     again at every checkpoint and held in memory: a 10 M-row load 5x slower, one more day into it
     6x slower than this join; docs/performance.md). ``INSERT ... ON CONFLICT`` would need the key
@@ -91,7 +92,9 @@ through the validation's temp table and back (it stays in the batch's arrow tabl
 back by position), and the write uses left joins, not NOT EXISTS (DuckDB copies a NOT EXISTS's
 outer rows to decorrelate it); together ~40 % fewer page faults, 1 M lines in 9-13 s instead
 of 12-14 s (2026-11-28, docs/performance.md). 20 M events (20,020,000 lines, 11 GB) with a 2 GB
-DuckDB limit: 306 s with the checkpoint (325 s before that change), peak RSS 3.0 GB; one more
+DuckDB limit: 306 s with the checkpoint (325 s before that change), and 228 s once the lookup
+of earlier ids read only the id column (it read each row's hash and file too: 0.9-2.2 s a batch
+at 20 M rows instead of 0.37 s), peak RSS 2.9 GB; one more
 day (666,666 events) into those 20 M 9.8 s vs 9.3 s into an empty warehouse (with the primary
 key: a 10 M-row table took 5x longer to fill, and the checkpoint rewrote the whole key index,
 2.8 s at 1 M events vs 0.2 s empty).
