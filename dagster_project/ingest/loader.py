@@ -94,10 +94,9 @@ outer rows to decorrelate it); together ~40 % fewer page faults, 1 M lines in 9-
 of 12-14 s (2026-11-28, docs/performance.md). 20 M events (20,020,000 lines, 11 GB) with a 2 GB
 DuckDB limit: 306 s with the checkpoint (325 s before that change), and 228 s once the lookup
 of earlier ids read only the id column (it read each row's hash and file too: 0.9-2.2 s a batch
-at 20 M rows instead of 0.37 s), peak RSS 2.9 GB; one more
-day (666,666 events) into those 20 M 9.8 s vs 9.3 s into an empty warehouse (with the primary
-key: a 10 M-row table took 5x longer to fill, and the checkpoint rewrote the whole key index,
-2.8 s at 1 M events vs 0.2 s empty).
+at 20 M rows instead of 0.37 s), peak RSS 2.9 GB; one more day (666,666 events) into those 20 M
+9.8 s vs 9.3 s into an empty warehouse (with the primary key: a 10 M-row table took 5x longer to
+fill, and the checkpoint rewrote the whole key index, 2.8 s at 1 M events vs 0.2 s empty).
 """
 
 from __future__ import annotations
