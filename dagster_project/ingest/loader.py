@@ -894,7 +894,7 @@ def _with_raw_text(checked: pa.Table, lines: pa.Table) -> pa.Table:
     kept = lines.select(["file_order", "line_number", "raw"])
     if pc.any(blank).as_py():
         kept = kept.filter(pc.invert(blank))
-    if not (checked.column("file_order").equals(kept.column("file_order").cast(checked.schema.field("file_order").type))
+    if not (checked.column("file_order").equals(kept.column("file_order"))
             and checked.column("line_number").equals(kept.column("line_number"))):
         raise RuntimeError("validated lines do not match the batch's lines one to one")
     return checked.append_column("raw", kept.column("raw"))
