@@ -1,17 +1,18 @@
-"""dbt inside the Dagster process: one parse per process, every build reuses the parsed manifest.
+"""dbt inside the Dagster process: every build reuses a parsed manifest, parsed once per change of
+the project.
 
 ``DbtCliResource.cli`` starts a ``dbt`` subprocess per invocation; on a small period that fixed
 cost (interpreter and dbt import, ``dbt --version``, adapter set-up, the partial-parse check)
 was most of a billing run's dbt time (docs/performance.md). Here dbt runs through ``dbtRunner``
-with a manifest parsed once per process, and each result event of dbt's structured log is turned
+with a manifest parsed once (:func:`parsed_manifest`), and each result event of dbt's structured log is turned
 into Dagster events by dagster-dbt's own ``DbtCoreCliEventMessage``: the same materializations
 and asset-check results as the CLI path, from the same selection (dagster-dbt computes it from
 the run's asset subset).
 
 Partial parsing is keyed on the profile, and the profile names the warehouse path, so the parse
 runs with ``METERHOUSE_WAREHOUSE`` unset (only the build connects, with the path of the data dir
-at hand). Its state stays in ``<data dir>/.dbt/parse``; a new data dir starts from the state
-``make install`` prepares with this same function (``python -m dagster_project.billing.dbt_inprocess``
+at hand). Its state, and the parsed manifest pickled, stay in ``<data dir>/.dbt/parse``; a new
+data dir starts from the state ``make install`` prepares with this same function (``python -m dagster_project.billing.dbt_inprocess``
 into ``dbt/target/inprocess-parse``), not from ``dbt/target``'s own, which any dbt command with
 another environment rewrites.
 
@@ -21,9 +22,15 @@ subprocess (``billing/engines.py``).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.metadata
 import os
+import pickle
 import queue
+import re
 import shutil
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -64,31 +71,107 @@ def _without_env(name: str):
 # the partial-parse state `make install` prepares, with the same environment as a run's parse
 SEED_DIR = settings.DBT_PROJECT_DIR / "target" / "inprocess-parse"
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+# the parsed manifest itself, behind the key of what the parse read (see _parse_key)
+MANIFEST_FILE = "manifest.pickle"
+# the profile reads these; a run sets them, a parse must not see them (they key dbt's partial parse)
+RUN_ONLY_ENV = (settings.WAREHOUSE_ENV, warehouse.MEMORY_LIMIT_ENV)
+_ENV_VAR_CALL = re.compile(rb"""env_var\(\s*['"]([^'"]+)['"]""")
+
+
+@contextmanager
+def _parse_environment():
+    with contextlib.ExitStack() as stack:
+        for name in RUN_ONLY_ENV:
+            stack.enter_context(_without_env(name))
+        yield
 
 
 def _parse(target: Path):
     from dbt.cli.main import dbtRunner
 
     target.mkdir(parents=True, exist_ok=True)
-    # the profile's env vars are part of the partial-parse key; parsing connects to nothing
-    with _without_env(settings.WAREHOUSE_ENV), _without_env(warehouse.MEMORY_LIMIT_ENV):
+    # parsing connects to nothing
+    with _parse_environment():
         result = dbtRunner().invoke(["--quiet", "parse", *_project_args(target), "--no-write-json"])
     if not result.success or result.result is None:
         raise DbtInvocationError(f"dbt parse failed: {result.exception or 'see ' + str(target / 'dbt.log')}")
     return result.result
 
 
+def _parse_key(project_dir: Path) -> bytes:
+    """A hash of everything a parse of ``project_dir`` reads: the versions of Python, dbt and the
+    adapter, every file of the project (path and bytes; not ``target/`` and ``logs/``, which dbt
+    writes) and, in the parse's environment, the variables the project names in ``env_var()``
+    and dbt's own ``DBT_*``. Broader than dbt's partial-parse check: any change re-parses."""
+    digest = hashlib.sha256()
+    digest.update(sys.version.encode())
+    for package in ("dbt-core", "dbt-adapters", "dbt-common", "dbt-duckdb"):
+        digest.update(f"\0{package}={importlib.metadata.version(package)}".encode())
+    names = {name for name in os.environ if name.startswith("DBT_")}
+    for path in sorted(project_dir.rglob("*")):
+        relative = path.relative_to(project_dir)
+        if not path.is_file() or relative.parts[0] in {"target", "logs"}:
+            continue
+        content = path.read_bytes()
+        names.update(match.decode() for match in _ENV_VAR_CALL.findall(content))
+        digest.update(b"\0file\0" + str(relative.as_posix()).encode() + b"\0" + hashlib.sha256(content).digest())
+    with _parse_environment():
+        for name in sorted(names):
+            value = os.environ.get(name)
+            digest.update(f"\0env\0{name}\0{'unset' if value is None else 'set=' + value}".encode())
+    return digest.hexdigest().encode()
+
+
+def _load_manifest(directory: Path, key: bytes):
+    """The manifest pickled in ``directory`` under ``key``, or None (no file, another key, or a
+    file that does not unpickle: the caller parses again)."""
+    try:
+        with (directory / MANIFEST_FILE).open("rb") as file:
+            if file.readline().rstrip(b"\n") != key:
+                return None
+            return pickle.load(file)
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 - a damaged or incompatible file is a cache miss, never an error
+        return None
+
+
+def _store_manifest(directory: Path, key: bytes, manifest) -> None:
+    # whole or not at all: a killed run leaves the previous file or none, never half of one
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = directory / f"{MANIFEST_FILE}.{os.getpid()}.tmp"
+    with partial.open("wb") as file:
+        file.write(key + b"\n")
+        pickle.dump(manifest, file, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, directory / MANIFEST_FILE)
+
+
 def parsed_manifest(scratch_dir: Path):
-    """The project's manifest, parsed once per process. The parse is partial from the data dir's
-    own parse state, or for a new data dir from the one ``make install`` prepared."""
+    """The project's manifest, parsed once per process and kept for the next one.
+
+    dbt's partial parse from its msgpack state takes ~1 s even when nothing changed (most of it
+    deserializing the manifest); the manifest pickled right after a parse, keyed by what the
+    parse read (:func:`_parse_key`), loads in ~20 ms. It is read from the data dir's scratch
+    directory, or for a new data dir from the one ``make install`` prepared; when neither
+    matches, dbt parses (partially from the same places' msgpack state) and the result is
+    pickled for the next run. The pickle is Meterhouse's own file beside the warehouse, as
+    trusted as the warehouse itself; it is written before any build touches the manifest.
+    """
     project_dir = settings.DBT_PROJECT_DIR
     with _PARSE_LOCK:
         if project_dir not in _PARSED:
-            seed, own = SEED_DIR / PARTIAL_PARSE_FILE, scratch_dir / PARTIAL_PARSE_FILE
-            if seed.exists() and not own.exists():
-                scratch_dir.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(seed, own)
-            _PARSED[project_dir] = _parse(scratch_dir)
+            key = _parse_key(project_dir)
+            manifest = _load_manifest(scratch_dir, key)
+            if manifest is None:
+                manifest = _load_manifest(SEED_DIR, key)
+            if manifest is None:
+                seed, own = SEED_DIR / PARTIAL_PARSE_FILE, scratch_dir / PARTIAL_PARSE_FILE
+                if seed.exists() and not own.exists():
+                    scratch_dir.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(seed, own)
+                manifest = _parse(scratch_dir)
+                _store_manifest(scratch_dir, key, manifest)
+            _PARSED[project_dir] = manifest
             freeze_long_lived()  # the manifest stays for the process (lib/gc_tuning.py)
         return _PARSED[project_dir]
 
@@ -188,4 +271,4 @@ def _first_failure(result) -> str:
 
 if __name__ == "__main__":
     # `make install`: the parse state new data dirs start from (dbt/target/inprocess-parse)
-    _parse(SEED_DIR)
+    _store_manifest(SEED_DIR, _parse_key(settings.DBT_PROJECT_DIR), _parse(SEED_DIR))

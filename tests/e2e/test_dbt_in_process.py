@@ -19,6 +19,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+import sqlalchemy
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from dagster_project.definitions import build_defs
 from dagster_project.lib.event_log import FastSqliteEventLogStorage, write_instance_config
@@ -98,6 +100,28 @@ def test_the_event_log_keeps_its_connections_and_its_files(billed: dict, tmp_pat
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert {run.run_id for run in instance.get_runs()} == {old.run_id, new.run_id}
         assert instance.get_latest_materialization_event(dg.AssetKey("probe")).run_id == new.run_id
+
+
+def test_the_event_log_asks_sqlite_for_a_table_until_it_is_found(tmp_path: Path, monkeypatch) -> None:
+    storage = FastSqliteEventLogStorage(str(tmp_path / "runs"))
+    asked: list[str] = []
+    dagster_answer = SqliteEventLogStorage.has_table
+    monkeypatch.setattr(SqliteEventLogStorage, "has_table",
+                        lambda self, name: asked.append(name) or dagster_answer(self, name))
+    assert storage.has_table("asset_check_executions")
+    assert storage.has_table("asset_check_executions")
+    assert asked == ["asset_check_executions"]
+    # a missing table is asked about every time: a migration may add it while the instance lives
+    assert not storage.has_table("meterhouse_probe")
+    with storage.index_connection() as connection:
+        connection.execute(sqlalchemy.text("create table meterhouse_probe (id integer)"))
+    assert storage.has_table("meterhouse_probe")
+    assert asked == ["asset_check_executions", "meterhouse_probe", "meterhouse_probe"]
+    # wiping asks again (Dagster's wipe checks which tables the index has)
+    storage.wipe()
+    assert "asset_check_executions" in asked[3:]
+    assert storage.has_table("asset_check_executions")
+    storage.dispose()
 
 
 @dg.asset(name="probe")
