@@ -26,10 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import stripe
 
 from dagster_project.lib.faults import fault_point
 from dagster_project.payments.gateway import (
@@ -40,6 +39,9 @@ from dagster_project.payments.gateway import (
     is_transient,
 )
 from dagster_project.payments.ledger import ensure_payment_tables, stripe_amount
+
+if TYPE_CHECKING:
+    import stripe
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +177,8 @@ def _charge_one(
     report: ChargeReport,
     on_stripe_answer: StripeAnswerHook | None,
 ) -> None:
+    import stripe  # here, not at import: see payments/gateway.py
+
     number = invoice["invoice_number"]
     total = Decimal(invoice["total"])
     if total <= 0:
@@ -298,6 +302,8 @@ def _charge_attempt(
     on_stripe_answer: StripeAnswerHook | None,
 ) -> tuple[Outcome, bool]:
     """The outcome of this attempt, and whether it came from an earlier call (recovered)."""
+    import stripe
+
     number = invoice["invoice_number"]
 
     def existing() -> Outcome | None:

@@ -16,9 +16,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import stripe
+if TYPE_CHECKING:
+    import stripe
+# stripe (~0.2 s with aiohttp) is imported where a call is made: a run with no Stripe key
+# configured never pays for it
 
 T = TypeVar("T")
 
@@ -50,6 +53,8 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 def is_transient(error: stripe.StripeError) -> bool:
+    import stripe
+
     if isinstance(error, stripe.RateLimitError | stripe.APIConnectionError):
         return True
     status = error.http_status
@@ -91,6 +96,8 @@ class StripeGateway:
     def connect(cls, api_key: str, api_base: str | None = None, **options: Any) -> StripeGateway:
         if not api_key:
             raise StripeConfigurationError("no Stripe API key configured (STRIPE_API_KEY)")
+        import stripe
+
         client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base.rstrip("/")} if api_base else None,
@@ -118,6 +125,8 @@ class StripeGateway:
         Every other Stripe error is re-raised unchanged for the caller to classify, except
         authentication and permission errors, which become :class:`StripeConfigurationError`.
         """
+        import stripe
+
         for retry_index in range(self.request_tries):
             try:
                 return request()
@@ -196,6 +205,8 @@ class StripeGateway:
         Stripe filters the list by customer; localstripe refuses that filter, so on a 400 the
         unfiltered list is read and filtered here (small in tests, never used against Stripe).
         """
+        import stripe
+
         service = self.client.v1.payment_intents
         found: list[dict] = []
         if self._payment_intent_customer_filter:
