@@ -23,6 +23,7 @@ subprocess (``billing/engines.py``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.metadata
 import os
@@ -73,6 +74,8 @@ SEED_DIR = settings.DBT_PROJECT_DIR / "target" / "inprocess-parse"
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 # the parsed manifest itself, behind the key of what the parse read (see _parse_key)
 MANIFEST_FILE = "manifest.pickle"
+# what the file holds (see _manifest_fields); part of the key, so a file of another layout is a miss
+MANIFEST_FORMAT = b"meterhouse manifest fields 1\0"
 # the profile reads these; a run sets them, a parse must not see them (they key dbt's partial parse)
 RUN_ONLY_ENV = (settings.WAREHOUSE_ENV, warehouse.MEMORY_LIMIT_ENV)
 _ENV_VAR_CALL = re.compile(rb"""env_var\(\s*['"]([^'"]+)['"]""")
@@ -103,7 +106,7 @@ def _parse_key(project_dir: Path) -> bytes:
     adapter, every file of the project (path and bytes; not ``target/`` and ``logs/``, which dbt
     writes) and, in the parse's environment, the variables the project names in ``env_var()``
     and dbt's own ``DBT_*``. Broader than dbt's partial-parse check: any change re-parses."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(MANIFEST_FORMAT)
     digest.update(sys.version.encode())
     for package in ("dbt-core", "dbt-adapters", "dbt-common", "dbt-duckdb"):
         digest.update(f"\0{package}={importlib.metadata.version(package)}".encode())
@@ -122,14 +125,33 @@ def _parse_key(project_dir: Path) -> bytes:
     return digest.hexdigest().encode()
 
 
+# built again on first use; the lock is the process's own
+_MANIFEST_RUNTIME_FIELDS = frozenset({
+    "_doc_lookup", "_source_lookup", "_ref_lookup", "_metric_lookup", "_saved_query_lookup",
+    "_semantic_model_by_measure_lookup", "_disabled_lookup", "_analysis_lookup", "_singular_test_lookup",
+    "_function_lookup", "_lock", "_macros_by_name", "_macros_by_package",
+})
+
+
+def _manifest_fields(manifest) -> dict[str, Any]:
+    """The manifest's fields by name, without its lookups and lock. Not dbt's own pickling:
+    ``Manifest.__reduce_ex__`` (dbt-core 1.11) passes its fields by position and leaves one out,
+    so every lookup after it lands in the wrong field (a fully parsed manifest then fails to
+    compile any ``ref``)."""
+    return {field.name: getattr(manifest, field.name) for field in dataclasses.fields(manifest)
+            if field.init and field.name not in _MANIFEST_RUNTIME_FIELDS}
+
+
 def _load_manifest(directory: Path, key: bytes):
     """The manifest pickled in ``directory`` under ``key``, or None (no file, another key, or a
     file that does not unpickle: the caller parses again)."""
+    from dbt.contracts.graph.manifest import Manifest
+
     try:
         with (directory / MANIFEST_FILE).open("rb") as file:
             if file.readline().rstrip(b"\n") != key:
                 return None
-            return pickle.load(file)
+            return Manifest(**pickle.load(file))
     except FileNotFoundError:
         return None
     except Exception:  # noqa: BLE001 - a damaged or incompatible file is a cache miss, never an error
@@ -142,7 +164,7 @@ def _store_manifest(directory: Path, key: bytes, manifest) -> None:
     partial = directory / f"{MANIFEST_FILE}.{os.getpid()}.tmp"
     with partial.open("wb") as file:
         file.write(key + b"\n")
-        pickle.dump(manifest, file, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(_manifest_fields(manifest), file, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(partial, directory / MANIFEST_FILE)
 
 
