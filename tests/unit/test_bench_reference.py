@@ -4,12 +4,13 @@ the benchmark compares it with the warehouse, so it must be right on its own."""
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal
 
 import yaml
 
 from dagster_project.bench.pandas_reference import rate
-from dagster_project.bench.run import bench_catalog
+from dagster_project.bench.run import bench_catalog, documents_written_after
 
 
 def _line(tid: str, subscriber: str, product: str, **fields) -> str:
@@ -55,3 +56,15 @@ def test_reference_rates_summaries_research_and_pass_through_cost(tmp_path):
     # summaries: 1,000 x 1.50 + 500 x 1.35 = 1,500.00 + 675.00
     # research: 2 o3 reports x 1.50 = 3.00; cost 0.4 + 0.1003 + 0.0075 = 0.5078 x 1.25 = 0.63475 -> 0.63
     assert amounts == {"sub-00000": Decimal("2175.00"), "sub-00001": Decimal("3.63")}
+
+
+def test_invoices_written_is_the_newest_document_after_the_start(tmp_path):
+    started_at = 1_800_000_000.0
+    invoices = tmp_path / "invoices"
+    assert documents_written_after(invoices, started_at) is None  # no run wrote any
+    invoices.mkdir()
+    assert documents_written_after(invoices, started_at) is None
+    for name, seconds in (("MH-1.html", 6.25), ("MH-1.pdf", 6.5), ("MH-2.html", 6.75), ("MH-2.pdf", 7.0)):
+        (invoices / name).write_text("x")
+        os.utime(invoices / name, (started_at + seconds, started_at + seconds))
+    assert documents_written_after(invoices, started_at) == 7.0
