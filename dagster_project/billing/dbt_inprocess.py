@@ -4,17 +4,17 @@ the project.
 ``DbtCliResource.cli`` starts a ``dbt`` subprocess per invocation; on a small period that fixed
 cost (interpreter and dbt import, ``dbt --version``, adapter set-up, the partial-parse check)
 was most of a billing run's dbt time (docs/performance.md). Here dbt runs through ``dbtRunner``
-with a manifest parsed once (:func:`parsed_manifest`), and each result event of dbt's structured log is turned
-into Dagster events by dagster-dbt's own ``DbtCoreCliEventMessage``: the same materializations
-and asset-check results as the CLI path, from the same selection (dagster-dbt computes it from
-the run's asset subset).
+with a manifest parsed once (:func:`parsed_manifest`), and each result event of dbt's
+structured log is turned into Dagster events by dagster-dbt's own ``DbtCoreCliEventMessage``:
+the same materializations and asset-check results as the CLI path, from the same selection
+(dagster-dbt computes it from the run's asset subset).
 
 Partial parsing is keyed on the profile, and the profile names the warehouse path, so the parse
 runs with ``METERHOUSE_WAREHOUSE`` unset (only the build connects, with the path of the data dir
 at hand). Its state, and the parsed manifest pickled, stay in ``<data dir>/.dbt/parse``; a new
-data dir starts from the state ``make install`` prepares with this same function (``python -m dagster_project.billing.dbt_inprocess``
-into ``dbt/target/inprocess-parse``), not from ``dbt/target``'s own, which any dbt command with
-another environment rewrites.
+data dir starts from the ones ``make install`` prepares with this same function
+(``python -m dagster_project.billing.dbt_inprocess`` into ``dbt/target/inprocess-parse``), not
+from ``dbt/target``'s own, which any dbt command with another environment rewrites.
 
 The DuckDB engine only: dbt-spark's session method starts a JVM inside dbt, which stays a
 subprocess (``billing/engines.py``).
@@ -171,9 +171,10 @@ def _store_manifest(directory: Path, key: bytes, manifest) -> None:
 def parsed_manifest(scratch_dir: Path):
     """The project's manifest, parsed once per process and kept for the next one.
 
-    dbt's partial parse from its msgpack state takes ~1 s even when nothing changed (most of it
-    deserializing the manifest); the manifest pickled right after a parse, keyed by what the
-    parse read (:func:`_parse_key`), loads in ~20 ms. It is read from the data dir's scratch
+    dbt's partial parse from its msgpack state takes 0.8-1.1 s even when nothing changed; the
+    manifest pickled right after a parse, keyed by what the parse read (:func:`_parse_key`),
+    loads in ~20 ms (the first dbt command of a process still sets dbt up, ~0.55 s, either
+    way; docs/performance.md). It is read from the data dir's scratch
     directory, or for a new data dir from the one ``make install`` prepared; when neither
     matches, dbt parses (partially from the same places' msgpack state) and the result is
     pickled for the next run. The pickle is Meterhouse's own file beside the warehouse, as
