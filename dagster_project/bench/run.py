@@ -68,9 +68,9 @@ class Measurement:
     events: int
     walls: list[float] = field(default_factory=list)
     peak_rss_mb: list[float] = field(default_factory=list)
+    note: str = ""
     # pipeline only: seconds from CLI start until the last invoice document was written
     invoices_written: list[float] = field(default_factory=list)
-    note: str = ""
 
     @property
     def median(self) -> float:
@@ -284,7 +284,7 @@ def run_bench(sizes: list[int], repeats: int, cache: Path, incremental: bool = T
         if events <= PANDAS_MAX_EVENTS:
             with console.status(f"{events:,} events: pandas reference…"):
                 wall, rss, agreement = run_pandas(source, work)
-            rows.append(Measurement("pandas (analyst's script)", events, [wall], [rss], agreement))
+            rows.append(Measurement("pandas (analyst's script)", events, [wall], [rss], note=agreement))
         if incremental and events == max(sizes):
             with console.status(f"{events:,} events: one more day, into the warm and an empty warehouse…"):
                 incremental_result = run_incremental(source, cache, work)

@@ -68,3 +68,22 @@ def test_invoices_written_is_the_newest_document_after_the_start(tmp_path):
         (invoices / name).write_text("x")
         os.utime(invoices / name, (started_at + seconds, started_at + seconds))
     assert documents_written_after(invoices, started_at) == 7.0
+
+
+def test_the_results_keep_each_rows_note_and_the_invoices_written(tmp_path, monkeypatch):
+    from dagster_project.bench import run as bench
+
+    monkeypatch.setattr(bench, "prepare_source", lambda cache, events: (tmp_path / "src", None))
+    monkeypatch.setattr(bench, "run_baseline", lambda source: (0.25, 70.0))
+    pipeline_runs = iter([(12.0, 850.0, 10.5), (13.0, 860.0, 11.5), (14.0, 840.0, 9.5)])
+    monkeypatch.setattr(bench, "run_pipeline", lambda source, work: next(pipeline_runs))
+    monkeypatch.setattr(bench, "run_pandas", lambda source, work: (0.5, 108.0, "usage amounts equal for 5 subscriptions"))
+    results = bench.run_bench([1000], repeats=3, cache=tmp_path / "cache", incremental=False)
+    rows = {row["label"]: row for row in results["rows"]}
+    assert rows["meterhouse bill"]["walls"] == [12.0, 13.0, 14.0]
+    assert rows["meterhouse bill"]["median"] == 13.0
+    assert rows["meterhouse bill"]["invoices_written"] == [10.5, 11.5, 9.5]
+    assert rows["meterhouse bill"]["note"] == "invoices written at 10.50 s (9.50–11.50)"
+    assert rows["pandas (analyst's script)"]["note"] == "usage amounts equal for 5 subscriptions"
+    assert rows["pandas (analyst's script)"]["invoices_written"] == []
+    assert rows["DuckDB read_json + group by"]["invoices_written"] == []
