@@ -18,9 +18,9 @@ $(VENV)/.installed: pyproject.toml uv.lock
 	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet --compile-bytecode
 	touch $@
 
-# The dbt manifest is prepared at build time, not at import (dagster-dbt reads it), and
-# so are the partial-parse state and the parsed manifest a new data dir's in-process dbt starts from
-# (billing/dbt_inprocess.py).
+# The dbt manifest is prepared at build time, not at import (dagster-dbt reads it), and so are
+# the partial-parse state and the parsed manifest a new data dir's in-process dbt starts from
+# (billing/dbt_inprocess.py, whose file format is a prerequisite too).
 dbt/target/manifest.json: $(VENV)/.installed $(DBT_SOURCES) dagster_project/billing/dbt_inprocess.py
 	cd dbt && ../$(BIN)/dbt parse --quiet --profiles-dir . --target-path target
 	$(BIN)/python -m dagster_project.billing.dbt_inprocess
