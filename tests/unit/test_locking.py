@@ -61,16 +61,20 @@ def test_a_writer_killed_with_sigkill_leaves_no_stale_lock(tmp_path: Path) -> No
 
 
 DUCKDB_HOLDER = """
-import sys, time, duckdb
+import pathlib, sys, time, duckdb
 connection = duckdb.connect(sys.argv[1])
 print("open", flush=True)
 time.sleep(float(sys.argv[2]))
+# written before the file is let go: whoever gets the file next finds it
+pathlib.Path(sys.argv[3]).touch()
+connection.close()
 """
 
 
 def hold_warehouse(data_dir: Path, seconds: float) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-c", DUCKDB_HOLDER, str(data_dir / "warehouse.duckdb"), str(seconds)],
+        [sys.executable, "-c", DUCKDB_HOLDER, str(data_dir / "warehouse.duckdb"), str(seconds),
+         str(data_dir / "holder-closing")],
         stdout=subprocess.PIPE, text=True,
     )
     assert process.stdout.readline().strip() == "open"
@@ -81,7 +85,8 @@ def test_a_process_still_holding_the_warehouse_file_is_waited_for(tmp_path: Path
     # like the dbt of a killed run: no Meterhouse lock, but DuckDB's own lock on the file
     holder = hold_warehouse(tmp_path, 1.0)
     with exclusive_writer(tmp_path):
-        assert holder.poll() is not None  # we got in only after it let go
+        # we got in only after it let go (not after it exited: that can come a moment later)
+        assert (tmp_path / "holder-closing").exists()
     holder.wait()
 
 
