@@ -165,7 +165,7 @@ def run_pipeline(source: Path, work: Path) -> tuple[float, float, float | None]:
 def documents_written_after(directory: Path, started_at: float) -> float | None:
     """Seconds from ``started_at`` (epoch) to the newest file under ``directory``: when the run
     had written its invoices (HTML and PDF), the end point of the 1,000-event target."""
-    written = [path.stat().st_mtime for path in directory.rglob("*") if path.is_file()] if directory.exists() else []
+    written = [path.stat().st_mtime for path in directory.rglob("*") if path.is_file()]
     return max(written) - started_at if written else None
 
 
@@ -271,12 +271,14 @@ def run_bench(sizes: list[int], repeats: int, cache: Path, incremental: bool = T
         pipeline, baseline = Measurement("meterhouse bill", events), Measurement("DuckDB read_json + group by", events)
         for attempt in range(1, repeats + 1):
             with console.status(f"{events:,} events: run {attempt}/{repeats} of the baseline and the pipeline…"):
-                for measurement, (wall, rss, *invoices_at) in ((baseline, run_baseline(source)),
-                                                               (pipeline, run_pipeline(source, work))):
-                    measurement.walls.append(wall)
-                    measurement.peak_rss_mb.append(rss)
-                    if invoices_at and invoices_at[0] is not None:
-                        measurement.invoices_written.append(invoices_at[0])
+                wall, rss = run_baseline(source)
+                baseline.walls.append(wall)
+                baseline.peak_rss_mb.append(rss)
+                wall, rss, invoices_at = run_pipeline(source, work)
+                pipeline.walls.append(wall)
+                pipeline.peak_rss_mb.append(rss)
+                if invoices_at is not None:
+                    pipeline.invoices_written.append(invoices_at)
         if pipeline.invoices_written:
             pipeline.note = (f"invoices written at {statistics.median(pipeline.invoices_written):.2f} s"
                              f" ({min(pipeline.invoices_written):.2f}–{max(pipeline.invoices_written):.2f})")

@@ -22,7 +22,6 @@ subprocess (``billing/engines.py``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
@@ -59,16 +58,6 @@ def _project_args(target_path: Path) -> list[str]:
             "--log-path", str(target_path)]
 
 
-@contextmanager
-def _without_env(name: str):
-    saved = os.environ.pop(name, None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ[name] = saved
-
-
 # the partial-parse state `make install` prepares, with the same environment as a run's parse
 SEED_DIR = settings.DBT_PROJECT_DIR / "target" / "inprocess-parse"
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
@@ -83,10 +72,12 @@ _ENV_VAR_CALL = re.compile(rb"""env_var\(\s*['"]([^'"]+)['"]""")
 
 @contextmanager
 def _parse_environment():
-    with contextlib.ExitStack() as stack:
-        for name in RUN_ONLY_ENV:
-            stack.enter_context(_without_env(name))
+    """The environment without ``RUN_ONLY_ENV``, restored on exit."""
+    saved = {name: os.environ.pop(name) for name in RUN_ONLY_ENV if name in os.environ}
+    try:
         yield
+    finally:
+        os.environ.update(saved)
 
 
 def _parse(target: Path):
@@ -117,7 +108,7 @@ def _parse_key(project_dir: Path) -> bytes:
             continue
         content = path.read_bytes()
         names.update(match.decode() for match in _ENV_VAR_CALL.findall(content))
-        digest.update(b"\0file\0" + str(relative.as_posix()).encode() + b"\0" + hashlib.sha256(content).digest())
+        digest.update(b"\0file\0" + relative.as_posix().encode() + b"\0" + hashlib.sha256(content).digest())
     with _parse_environment():
         for name in sorted(names):
             value = os.environ.get(name)
@@ -152,9 +143,7 @@ def _load_manifest(directory: Path, key: bytes):
             if file.readline().rstrip(b"\n") != key:
                 return None
             return Manifest(**pickle.load(file))
-    except FileNotFoundError:
-        return None
-    except Exception:  # noqa: BLE001 - a damaged or incompatible file is a cache miss, never an error
+    except Exception:  # noqa: BLE001 - a missing, damaged or incompatible file is a miss, never an error
         return None
 
 
