@@ -9,11 +9,14 @@ model that is rebuilt). Everything here is created idempotently.
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+
+from contracts import catalog as catalog_contract
 
 RAW_EVENTS_COLUMNS = """\
     transaction_id          varchar   not null,   -- unique; no key: see ingest/loader.py
@@ -46,6 +49,145 @@ RAW_EVENTS_COLUMNS = """\
     load_id                 varchar   not null,
     loaded_at               timestamp not null
 """
+
+# The catalog dimensions, replaced whole (table definition included) by the catalog asset on every
+# load (catalog/loader.py): the contract (contracts/catalog.py) validates a catalog before it is
+# written; these keys and checks hold whoever writes the tables, so dbt need not test them again
+# (dbt/models/staging/_staging__models.yml). Value lists come from the contract's own types.
+CATALOG_TABLES: dict[str, str] = {
+    "products": """
+    product_id          varchar not null primary key,
+    product_name        varchar not null,
+    currency            varchar not null,
+    minor_units         integer not null,
+    recurring_charge    decimal(18, 6) not null,
+    period_unit         varchar not null,
+    period_every        integer not null,
+    billing_anchor      varchar not null,
+    invoice_schedule    varchar not null,
+    payment             varchar not null,
+    setup_fee           decimal(18, 6) not null,
+    free_trial_days     integer not null,
+    grace_period_hours  integer not null,
+    check (minor_units in ({minor_units})),
+    check (invoice_schedule in ({invoice_schedules}))
+""",
+    "metrics": """
+    product_id         varchar not null,
+    metric_name        varchar not null,
+    metric_position    integer not null,
+    element            varchar not null,
+    aggregation        varchar not null,
+    aggregation_field  varchar,
+    match_value        varchar,
+    tier_mode          varchar not null,
+    primary key (product_id, metric_name),
+    check (aggregation in ({aggregations})),
+    check (tier_mode in ({tier_modes}))
+""",
+    "metric_filters": """
+    product_id     varchar not null,
+    metric_name    varchar not null,
+    field          varchar not null,
+    allowed_value  varchar not null
+""",
+    "tiers": """
+    product_id         varchar not null,
+    metric_name        varchar not null,
+    tier_position      integer not null,
+    tier_name          varchar not null,
+    lower_bound        decimal(21, 10) not null,
+    upper_bound        decimal(21, 10),
+    unit_rate          decimal(17, 12) not null,
+    fixed_fee          decimal(18, 6) not null,
+    notify_at_percent  varchar,
+    primary key (product_id, metric_name, tier_position)
+""",
+    "organizations": """
+    organization_id    varchar not null primary key,
+    organization_name  varchar not null
+""",
+    "subscribers": """
+    subscriber_id       varchar not null primary key,
+    subscriber_name     varchar,
+    email               varchar,
+    organization_id     varchar,
+    stripe_customer_id  varchar
+""",
+    "subscriptions": """
+    subscription_id    varchar not null primary key,
+    subscription_name  varchar,
+    subscriber_id      varchar not null,
+    start_at           timestamp not null,
+    end_at             timestamp
+""",
+    "subscription_phases": """
+    subscription_id  varchar not null,
+    phase_number     integer not null,
+    product_id       varchar not null,
+    phase_start_at   timestamp not null,
+    phase_end_at     timestamp
+""",
+    "credentials": """
+    subscription_id   varchar not null,
+    credential_name   varchar not null,
+    credential_value  varchar not null unique
+""",
+    "model_prices": """
+    organization_id             varchar,
+    provider                    varchar not null,
+    model                       varchar not null,
+    input_per_million           decimal(17, 12) not null,
+    output_per_million          decimal(17, 12) not null,
+    cache_read_per_million      decimal(17, 12) not null,
+    cache_creation_per_million  decimal(17, 12) not null,
+    valid_from                  timestamp not null,
+    valid_to                    timestamp
+""",
+    "subscription_periods": """
+    subscription_id            varchar   not null,
+    phase_number               integer   not null,
+    product_id                 varchar   not null,
+    currency                   varchar   not null,
+    minor_units                integer   not null,
+    period_start               timestamp not null,   -- usage period [period_start, period_end)
+    period_end                 timestamp not null,
+    active_start               timestamp not null,   -- the part of it the subscription was on this product
+    active_end                 timestamp not null,
+    trial_end_at               timestamp,
+    due_at                     timestamp not null,   -- period_end + grace: when it may be invoiced
+    recurring_start            timestamp,            -- service period the recurring fee on this invoice covers
+    recurring_end              timestamp,
+    recurring_billable_seconds bigint    not null,
+    recurring_period_seconds   bigint    not null,
+    recurring_amount           decimal(18, 3) not null,  -- prorated and rounded (money.round_money)
+    setup_amount               decimal(18, 3) not null,
+    recurring_note             varchar,                  -- 'prorated: 21 days of 31 days, ...'; last, as migrated
+    check (minor_units in ({minor_units}))
+""",
+}
+
+
+def _sql_list(values: object) -> str:
+    return ", ".join(repr(value) if isinstance(value, str) else str(int(value)) for value in sorted(set(values)))
+
+
+def _literal_values(model: type, field: str) -> tuple[str, ...]:
+    return typing.get_args(model.model_fields[field].annotation)
+
+
+_CATALOG_VALUES = {
+    "minor_units": _sql_list(catalog_contract.CURRENCY_MINOR_UNITS.values()),
+    "invoice_schedules": _sql_list(_literal_values(catalog_contract.Product, "invoice_schedule")),
+    "aggregations": _sql_list(_literal_values(catalog_contract.Metric, "aggregation")),
+    "tier_modes": _sql_list(_literal_values(catalog_contract.Metric, "tier_mode")),
+}
+
+
+def catalog_table_ddl(table: str, if_not_exists: bool = False) -> str:
+    body = CATALOG_TABLES[table].format(**_CATALOG_VALUES)
+    return f"create table {'if not exists ' if if_not_exists else ''}catalog.{table} ({body});"
+
 
 DDL = """
 create schema if not exists raw;
@@ -89,111 +231,7 @@ create table if not exists raw.duplicate_events (
     load_id         varchar   not null
 );
 
--- catalog dimensions: replaced whole by the catalog asset on every load (docs/architecture.md)
-create table if not exists catalog.products (
-    product_id          varchar not null primary key,
-    product_name        varchar not null,
-    currency            varchar not null,
-    minor_units         integer not null,
-    recurring_charge    decimal(18, 6) not null,
-    period_unit         varchar not null,
-    period_every        integer not null,
-    billing_anchor      varchar not null,
-    invoice_schedule    varchar not null,
-    payment             varchar not null,
-    setup_fee           decimal(18, 6) not null,
-    free_trial_days     integer not null,
-    grace_period_hours  integer not null
-);
-create table if not exists catalog.metrics (
-    product_id         varchar not null,
-    metric_name        varchar not null,
-    metric_position    integer not null,
-    element            varchar not null,
-    aggregation        varchar not null,
-    aggregation_field  varchar,
-    match_value        varchar,
-    tier_mode          varchar not null
-);
-create table if not exists catalog.metric_filters (
-    product_id     varchar not null,
-    metric_name    varchar not null,
-    field          varchar not null,
-    allowed_value  varchar not null
-);
-create table if not exists catalog.tiers (
-    product_id         varchar not null,
-    metric_name        varchar not null,
-    tier_position      integer not null,
-    tier_name          varchar not null,
-    lower_bound        decimal(21, 10) not null,
-    upper_bound        decimal(21, 10),
-    unit_rate          decimal(17, 12) not null,
-    fixed_fee          decimal(18, 6) not null,
-    notify_at_percent  varchar
-);
-create table if not exists catalog.organizations (
-    organization_id    varchar not null primary key,
-    organization_name  varchar not null
-);
-create table if not exists catalog.subscribers (
-    subscriber_id       varchar not null primary key,
-    subscriber_name     varchar,
-    email               varchar,
-    organization_id     varchar,
-    stripe_customer_id  varchar
-);
-create table if not exists catalog.subscriptions (
-    subscription_id    varchar not null primary key,
-    subscription_name  varchar,
-    subscriber_id      varchar not null,
-    start_at           timestamp not null,
-    end_at             timestamp
-);
-create table if not exists catalog.subscription_phases (
-    subscription_id  varchar not null,
-    phase_number     integer not null,
-    product_id       varchar not null,
-    phase_start_at   timestamp not null,
-    phase_end_at     timestamp
-);
-create table if not exists catalog.credentials (
-    subscription_id   varchar not null,
-    credential_name   varchar not null,
-    credential_value  varchar not null
-);
-create table if not exists catalog.model_prices (
-    organization_id             varchar,
-    provider                    varchar not null,
-    model                       varchar not null,
-    input_per_million           decimal(17, 12) not null,
-    output_per_million          decimal(17, 12) not null,
-    cache_read_per_million      decimal(17, 12) not null,
-    cache_creation_per_million  decimal(17, 12) not null,
-    valid_from                  timestamp not null,
-    valid_to                    timestamp
-);
--- one row per invoice draft: a subscription's billing period on one product (see periods.py)
-create table if not exists catalog.subscription_periods (
-    subscription_id            varchar   not null,
-    phase_number               integer   not null,
-    product_id                 varchar   not null,
-    currency                   varchar   not null,
-    minor_units                integer   not null,
-    period_start               timestamp not null,   -- usage period [period_start, period_end)
-    period_end                 timestamp not null,
-    active_start               timestamp not null,   -- the part of it the subscription was on this product
-    active_end                 timestamp not null,
-    trial_end_at               timestamp,
-    due_at                     timestamp not null,   -- period_end + grace: when it may be invoiced
-    recurring_start            timestamp,            -- service period the recurring fee on this invoice covers
-    recurring_end              timestamp,
-    recurring_billable_seconds bigint    not null,
-    recurring_period_seconds   bigint    not null,
-    recurring_amount           decimal(18, 3) not null,  -- prorated and rounded (money.round_money)
-    setup_amount               decimal(18, 3) not null,
-    recurring_note             varchar                   -- 'prorated: 21 days of 31 days, ...'; last, as migrated
-);
+{catalog_tables}
 
 -- what intermediate.int_events_attributed was last built from (billing/rating_state.py): one row
 create table if not exists billing.rating_state (
@@ -306,7 +344,8 @@ alter table raw.loaded_files add column if not exists verified_at timestamp;
 
 
 def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
-    connection.execute(DDL.format(raw_events_columns=RAW_EVENTS_COLUMNS))
+    catalog_tables = "\n".join(catalog_table_ddl(table, if_not_exists=True) for table in CATALOG_TABLES)
+    connection.execute(DDL.format(raw_events_columns=RAW_EVENTS_COLUMNS, catalog_tables=catalog_tables))
     connection.execute(MIGRATIONS)
     _drop_events_primary_key(connection)
 

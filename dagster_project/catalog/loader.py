@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from contracts.catalog import Catalog, CatalogError, catalog_dir_of, load_catalog, overlapping_subscriptions
+from dagster_project import warehouse
 from dagster_project.lib.faults import fault_point
 from dagster_project.lib.invoice_schedule import phases_of, subscription_period_rows
 from dagster_project.lib.periods import as_utc_naive
@@ -163,8 +164,10 @@ def _text(value: object) -> str:
 
 
 def _replace_table(connection: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> None:
+    # the definition too: a warehouse made before a key or check was added gets it with the next catalog
+    connection.execute(f"drop table if exists catalog.{table}")
+    connection.execute(warehouse.catalog_table_ddl(table))
     columns = [row[1] for row in connection.execute(f"pragma table_info('catalog.{table}')").fetchall()]
-    connection.execute(f"delete from catalog.{table}")
     if rows:
         # through Arrow: executemany is row-at-a-time and subscription_periods can be large
         batch = pa.Table.from_pylist([{column: row.get(column) for column in columns} for row in rows])

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 AS_OF = "2026-11-02T00:00:00"
 METRICS = dg.AssetKey(["staging", "stg_catalog__metrics"])
-TIER_MODE_TEST = "accepted_values_stg_catalog__metrics_tier_mode__graduated__volume"
+PRODUCT_REFERENCE_TEST = "relationships_stg_catalog__metrics_product_id__product_id__ref_stg_catalog__products_"
 
 
 def _manifest_nodes() -> list[dict]:
@@ -133,7 +133,8 @@ def test_a_failing_dbt_test_fails_the_dbt_step_and_is_named(billed: dict, tmp_pa
     root = tmp_path / "broken"
     shutil.copytree(billed["root"], root, ignore=shutil.ignore_patterns(".dagster"))
     with duckdb.connect(str(root / "warehouse.duckdb")) as connection:
-        connection.execute("update catalog.metrics set tier_mode = 'stepwise'")
+        # a metric of a product the catalog does not have: the tables' keys cannot see it, dbt's test does
+        connection.execute("update catalog.metrics set product_id = 'no-such-product'")
     # a subset of the dbt assets: dagster-dbt's own selection, run in process
     job = build_defs(data_dir=str(root), as_of=AS_OF).resolve_job_def("bill_period")
     write_instance_config(root / ".dagster")
@@ -144,11 +145,11 @@ def test_a_failing_dbt_test_fails_the_dbt_step_and_is_named(billed: dict, tmp_pa
                        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
     assert not result.success
     failed = [e.check_name for e in evaluations if not e.passed]
-    assert failed == [TIER_MODE_TEST]
+    assert failed == [PRODUCT_REFERENCE_TEST]
     # only the selected model and its tests ran
     assert {e.asset_key for e in evaluations} == {METRICS}
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert TIER_MODE_TEST in failure.step_failure_data.error.to_string()
+    assert PRODUCT_REFERENCE_TEST in failure.step_failure_data.error.to_string()
 
 
 def test_the_ui_lists_the_billing_runs(billed: dict, tmp_path: Path) -> None:

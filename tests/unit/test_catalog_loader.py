@@ -221,3 +221,53 @@ def test_price_too_large_for_the_column_is_a_line_error(tmp_path, warehouse):
     with pytest.raises(CatalogError) as caught:
         load_catalog_into(warehouse, data_dir, AS_OF)
     assert str(caught.value.problems[0]).startswith("model_prices.csv: line 2: input_per_million"), caught.value
+
+
+# Each row breaks one rule that the staging views' dbt tests no longer check (the tables hold it):
+# (table, SQL that writes the breaking row, what DuckDB names in its error)
+BROKEN_ROWS = [
+    ("products", "insert into catalog.products select * replace ('KWD-4' as product_id, 4 as minor_units)"
+                 " from catalog.products limit 1", "CHECK"),
+    ("products", "update catalog.products set invoice_schedule = 'monthly'", "CHECK"),
+    ("products", "insert into catalog.products select * from catalog.products limit 1", "PRIMARY KEY"),
+    ("products", "update catalog.products set product_name = null", "NOT NULL"),
+    ("metrics", "insert into catalog.metrics select * replace (99 as metric_position)"
+                " from catalog.metrics limit 1", "PRIMARY KEY"),
+    ("metrics", "update catalog.metrics set aggregation = 'median'", "CHECK"),
+    ("metrics", "update catalog.metrics set tier_mode = 'stepwise'", "CHECK"),
+    ("tiers", "insert into catalog.tiers select * from catalog.tiers limit 1", "PRIMARY KEY"),
+    ("tiers", "update catalog.tiers set unit_rate = null", "NOT NULL"),
+    ("organizations", "insert into catalog.organizations values ('acme', 'Acme again')", "PRIMARY KEY"),
+    ("subscribers", "insert into catalog.subscribers select * from catalog.subscribers limit 1", "PRIMARY KEY"),
+    ("subscriptions", "insert into catalog.subscriptions select * from catalog.subscriptions limit 1", "PRIMARY KEY"),
+    ("credentials", "insert into catalog.credentials select * replace ('another' as credential_name)"
+                    " from catalog.credentials limit 1", "UNIQUE"),
+    ("subscription_periods", "update catalog.subscription_periods set minor_units = 1", "CHECK"),
+]
+
+
+@pytest.mark.parametrize(("table", "statement", "rule"), BROKEN_ROWS, ids=[f"{t}-{r}" for t, _, r in BROKEN_ROWS])
+def test_catalog_tables_refuse_rows_the_contract_would_refuse(tmp_path, warehouse, table, statement, rule):
+    load_catalog_into(warehouse, make_data_dir(tmp_path), AS_OF)
+    assert count(warehouse, table) > 0  # the statement has a row to copy or change
+    with pytest.raises(duckdb.ConstraintException) as caught:
+        warehouse.execute(statement)
+    assert rule in str(caught.value).upper()
+
+
+def test_a_warehouse_made_before_the_keys_gets_them_with_the_next_catalog(tmp_path):
+    connection = duckdb.connect(":memory:")
+    ensure_schema(connection)
+    # as the tables were created before 2026-11-28: no key on metrics, no check on tier_mode
+    connection.execute("drop table catalog.metrics")
+    connection.execute("""create table catalog.metrics (product_id varchar not null, metric_name varchar not null,
+        metric_position integer not null, element varchar not null, aggregation varchar not null,
+        aggregation_field varchar, match_value varchar, tier_mode varchar not null)""")
+    connection.execute("insert into catalog.metrics values ('old', 'm', 1, 'requests', 'sum', null, null, 'stepwise')")
+    load_catalog_into(connection, make_data_dir(tmp_path), AS_OF)
+    assert count(connection, "metrics") == 3
+    with pytest.raises(duckdb.ConstraintException):
+        connection.execute("update catalog.metrics set tier_mode = 'stepwise'")
+    keys = connection.execute("select constraint_type from duckdb_constraints()"
+                              " where schema_name = 'catalog' and table_name = 'metrics'").fetchall()
+    assert ("PRIMARY KEY",) in keys and ("CHECK",) in keys
