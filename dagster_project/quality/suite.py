@@ -73,7 +73,10 @@ def _failing(result) -> list[str]:
     return sorted({row["draft_key"] for row in (result.result.get("unexpected_index_list") or [])})
 
 
-def validate_drafts(drafts: pd.DataFrame, lines: pd.DataFrame, quality_dir: Path) -> list[CheckOutcome]:
+def validate_drafts(drafts: pd.DataFrame, lines: pd.DataFrame, quality_dir: Path,
+                    build_docs: bool = True) -> list[CheckOutcome]:
+    """The draft checks' outcomes; GX keeps the validation results under ``quality_dir`` and,
+    with ``build_docs``, renders them into its data docs (else ``build_data_docs`` does later)."""
     context = _context(quality_dir)
     outcomes = []
     draft_results = _validate(context, "invoice_drafts", drafts, [e.copy() for e in DRAFT_EXPECTATIONS.values()])
@@ -89,5 +92,10 @@ def validate_drafts(drafts: pd.DataFrame, lines: pd.DataFrame, quality_dir: Path
         failing = sorted({key for result in results for key in _failing(result)})
         passed = all(result.success for result in results)
         outcomes.append(CheckOutcome(name, "draft", passed, f"{len(failing)} draft(s) failing", failing))
-    context.build_data_docs()
+    if build_docs:
+        context.build_data_docs()
     return outcomes
+
+
+def build_data_docs(quality_dir: Path) -> None:
+    _context(quality_dir).build_data_docs()

@@ -5,12 +5,16 @@ single-threaded Python. Started when the run starts, a spawned worker pays that 
 core while dbt rates on the first, and the release gate's draft checks then cost only the
 validation itself. Without a started worker (a direct call, a test), the suite runs in process.
 The worker holds no state between calls: the suite and its data docs are rebuilt on each call,
-exactly as in process.
+exactly as in process. In the worker, the data docs (an HTML rendering of the validation results
+GX has stored, ~0.25 s) are built after the outcomes are returned, while the run issues the
+invoices; the run waits for them before it ends. The outcomes themselves are recorded in
+``billing.gate_results`` before anything is released.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
+import sys
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
     from dagster_project.quality.gate import CheckOutcome
 
 _worker: ProcessPoolExecutor | None = None
+_docs: list[Future] = []
 
 
 def _import_suite() -> None:
@@ -32,10 +37,17 @@ def _import_suite() -> None:
     freeze_long_lived()  # Great Expectations' modules stay for the worker's life
 
 
-def _validate(drafts: pd.DataFrame, lines: pd.DataFrame, quality_dir: Path) -> list[CheckOutcome]:
+def _validate(drafts: pd.DataFrame, lines: pd.DataFrame, quality_dir: Path,
+              build_docs: bool = True) -> list[CheckOutcome]:
     from dagster_project.quality.suite import validate_drafts
 
-    return validate_drafts(drafts, lines, quality_dir)
+    return validate_drafts(drafts, lines, quality_dir, build_docs=build_docs)
+
+
+def _build_docs(quality_dir: Path) -> None:
+    from dagster_project.quality.suite import build_data_docs
+
+    build_data_docs(quality_dir)
 
 
 @contextmanager
@@ -49,11 +61,25 @@ def warm_suite():
         yield
     finally:
         worker, _worker = _worker, None
-        worker.shutdown(wait=True, cancel_futures=True)
+        docs, _docs[:] = list(_docs), []
+        try:
+            for built in docs:
+                _report_docs_failure(built)
+        finally:
+            worker.shutdown(wait=True, cancel_futures=True)
+
+
+def _report_docs_failure(built: Future) -> None:
+    # the gate's outcomes are recorded already; a page that failed to render is said, not fatal
+    error = built.exception()
+    if error is not None:
+        print(f"meterhouse: warning: Great Expectations data docs not built: {error}", file=sys.stderr)
 
 
 def validate_drafts(drafts: pd.DataFrame, lines: pd.DataFrame, quality_dir: Path) -> list[CheckOutcome]:
     """The suite's outcomes, from the warm worker when the run started one."""
     if _worker is None:
         return _validate(drafts, lines, quality_dir)
-    return _worker.submit(_validate, drafts, lines, quality_dir).result()
+    outcomes = _worker.submit(_validate, drafts, lines, quality_dir, False).result()
+    _docs.append(_worker.submit(_build_docs, quality_dir))
+    return outcomes

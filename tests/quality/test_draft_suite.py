@@ -72,6 +72,9 @@ def test_the_warm_worker_gives_the_same_outcomes(tmp_path: Path) -> None:
     drafts, lines = _frames()
     with warm_suite.warm_suite():
         in_worker = warm_suite.validate_drafts(drafts, lines, tmp_path / "worker")
+    # the worker renders the data docs after answering; they are there once the run's worker ends
+    pages = list((tmp_path / "worker").rglob("validations/**/*.html"))
+    assert len(pages) == 2, pages  # one validation of the drafts, one of their lines
     in_process = warm_suite.validate_drafts(drafts, lines, tmp_path / "process")
     assert [(o.name, o.passed, o.failing_drafts) for o in in_worker] == \
         [(o.name, o.passed, o.failing_drafts) for o in in_process]
@@ -90,3 +93,12 @@ def test_no_worker_outlives_the_run(started: bool) -> None:
         with warm_suite.warm_suite():
             assert warm_suite._worker is not None
     assert warm_suite._worker is None
+
+
+def test_data_docs_that_fail_to_render_are_a_warning_not_a_failed_run(capsys) -> None:
+    from concurrent.futures import Future
+
+    failed: Future = Future()
+    failed.set_exception(OSError("No space left on device"))
+    warm_suite._report_docs_failure(failed)
+    assert "data docs not built: No space left on device" in capsys.readouterr().err
