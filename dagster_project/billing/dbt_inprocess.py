@@ -1,5 +1,5 @@
-"""dbt inside the Dagster process: every build reuses a parsed manifest, parsed once per change of
-the project.
+"""dbt without a dbt process per invocation: every build reuses a parsed manifest, parsed once per
+change of the project.
 
 ``DbtCliResource.cli`` starts a ``dbt`` subprocess per invocation; on a small period that fixed
 cost (interpreter and dbt import, ``dbt --version``, adapter set-up, the partial-parse check)
@@ -15,6 +15,11 @@ at hand). Its state, and the parsed manifest pickled, stay in ``<data dir>/.dbt/
 data dir starts from the ones ``make install`` prepares with this same function
 (``python -m dagster_project.billing.dbt_inprocess`` into ``dbt/target/inprocess-parse``), not
 from ``dbt/target``'s own, which any dbt command with another environment rewrites.
+
+Where it runs: under ``meterhouse bill``, in a worker process forked at the command's start,
+which has dbt imported and the manifest loaded by the time the run reaches dbt and runs it on the
+other core while Dagster handles the events here (``billing/dbt_worker.py``); elsewhere (the UI,
+tests calling the runner) in a thread of this process. Same arguments, same events either way.
 
 The DuckDB engine only: dbt-spark's session method starts a JVM inside dbt, which stays a
 subprocess (``billing/engines.py``).
@@ -35,12 +40,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import dagster as dg
+from typing import TYPE_CHECKING, Any
 
 from dagster_project import settings, warehouse
+from dagster_project.billing import dbt_worker
 from dagster_project.lib.gc_tuning import freeze_long_lived
+
+if TYPE_CHECKING:  # the dbt worker imports this module without Dagster (billing/dbt_worker.py)
+    import dagster as dg
 
 # dbt's structured-log events that carry one node's result (what dagster-dbt turns into events)
 RESULT_EVENTS = frozenset({"LogSeedResult", "LogModelResult", "LogSnapshotResult", "LogTestResult"})
@@ -215,8 +222,6 @@ def stream_build(
         get_updated_cli_invocation_params_for_context,
     )
     from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
-    from dbt.cli.main import dbtRunner
-    from dbt_common.events.functions import msg_to_dict
 
     cleaned, selects, excludes = extract_runtime_selection_from_args(list(args))
     params = get_updated_cli_invocation_params_for_context(
@@ -228,8 +233,41 @@ def stream_build(
         raise DbtInvocationError("asset selection too large for the in-process dbt runner; select fewer assets")
     # as a flag: it takes precedence over a DBT_INDIRECT_SELECTION the user may have set
     indirect = ["--indirect-selection", params.indirect_selection] if params.indirect_selection else []
-    manifest = parsed_manifest(target_path.parent / "parse")
+    # no manifest.json / run_results.json per run (~0.4 s): nothing reads them, the manifest is
+    # in memory and each result reaches Dagster as an event
+    dbt_args = ["--quiet", "--no-write-json", "--log-level-file", "info", *cleaned, *_project_args(target_path),
+                *indirect, *params.selection_args]
+    parse_dir = target_path.parent / "parse"
+    worker = dbt_worker.current(parse_dir)
+    results = worker.build(dbt_args) if worker is not None else _build_in_thread(dbt_args, parse_dir)
+    try:
+        while True:
+            raw = next(results)
+            yield from DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={}).to_default_asset_events(
+                manifest=params.manifest, dagster_dbt_translator=params.dagster_dbt_translator,
+                context=context, target_path=target_path,
+            )
+    except StopIteration as stop:
+        outcome: dbt_worker.BuildOutcome = stop.value
+    except dbt_worker.DbtWorkerError as error:
+        raise DbtInvocationError(f"dbt {' '.join(cleaned)}: {error}") from error
+    finally:
+        # whatever stopped the loop, dbt finishes and lets go of the warehouse before the next step
+        results.close()
+    if not outcome.success and raise_on_error:
+        raise DbtInvocationError(
+            f"dbt {' '.join(cleaned)} failed: {outcome.detail} (dbt log: {target_path / 'dbt.log'})"
+        )
+    return outcome.success
 
+
+def _build_in_thread(dbt_args: list[str], parse_dir: Path) -> Iterator[dict[str, Any]]:
+    """``dbt <dbt_args>`` in a thread of this process; yields its result events, returns a
+    :class:`dbt_worker.BuildOutcome`; raises what kept dbt from running."""
+    from dbt.cli.main import dbtRunner
+    from dbt_common.events.functions import msg_to_dict
+
+    manifest = parsed_manifest(parse_dir)
     events: queue.Queue = queue.Queue()
     done = object()
 
@@ -241,13 +279,8 @@ def stream_build(
 
     def invoke() -> None:
         try:
-            outcome["result"] = dbtRunner(manifest=manifest, callbacks=[collect]).invoke(
-                # no manifest.json / run_results.json per run (~0.4 s): nothing reads them, the
-                # manifest is in memory and each result reaches Dagster as an event
-                ["--quiet", "--no-write-json", "--log-level-file", "info", *cleaned, *_project_args(target_path), *indirect,
-                 *params.selection_args]
-            )
-        except BaseException as error:  # surfaced in the asset's thread below
+            outcome["result"] = dbtRunner(manifest=manifest, callbacks=[collect]).invoke(dbt_args)
+        except BaseException as error:  # surfaced in the caller's thread below
             outcome["error"] = error
         finally:
             release_duckdb()
@@ -257,24 +290,18 @@ def stream_build(
     worker.start()
     try:
         while (raw := events.get()) is not done:
-            yield from DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={}).to_default_asset_events(
-                manifest=params.manifest, dagster_dbt_translator=params.dagster_dbt_translator,
-                context=context, target_path=target_path,
-            )
+            yield raw
     finally:
-        # whatever stopped the loop, dbt finishes and lets go of the warehouse before the next step
         worker.join()
     if "error" in outcome:
-        raise DbtInvocationError(f"dbt {' '.join(cleaned)}: {outcome['error']}") from outcome["error"]
+        raise dbt_worker.DbtWorkerError(str(outcome["error"])) from outcome["error"]
     result = outcome["result"]
-    succeeded = bool(result.success)
-    if not succeeded and raise_on_error:
-        detail = result.exception or _first_failure(result)
-        raise DbtInvocationError(f"dbt {' '.join(cleaned)} failed: {detail} (dbt log: {target_path / 'dbt.log'})")
-    return succeeded
+    if result.success:
+        return dbt_worker.BuildOutcome(success=True, detail=None)
+    return dbt_worker.BuildOutcome(success=False, detail=str(result.exception or first_failure(result)))
 
 
-def _first_failure(result) -> str:
+def first_failure(result) -> str:
     for node in getattr(result.result, "results", None) or []:
         if str(node.status) in {"error", "fail"}:
             return f"{node.node.unique_id}: {(node.message or '').strip().splitlines()[0] if node.message else node.status}"

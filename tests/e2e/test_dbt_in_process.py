@@ -195,3 +195,140 @@ def _loaded(answer: dict | None) -> bool:
     """The UI answered and its code location finished loading (or failed to)."""
     entries = ((answer or {}).get("workspaceOrError") or {}).get("locationEntries") or []
     return bool(entries) and all(entry["locationOrLoadError"] is not None for entry in entries)
+
+
+# ---------------------------------------------------------------------------------------------
+# dbt in a worker process, as `meterhouse bill` runs it (billing/dbt_worker.py). Each case is a
+# fresh Python: the worker is forked only from a process with one thread, as the command is.
+
+WORKER_SCRIPT = r"""
+import json, os, signal, sys
+from pathlib import Path
+import duckdb
+from dagster_project import settings
+from dagster_project.billing import dbt_inprocess, dbt_worker
+
+root, select, mode = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+os.environ[settings.WAREHOUSE_ENV] = str(root / "warehouse.duckdb")
+args = ["--quiet", "--no-write-json", "build", "--select", select, *dbt_inprocess._project_args(root / ".dbt" / "target")]
+with dbt_worker.started(root / ".dbt" / "parse") as worker:
+    if mode == "killed":
+        os.kill(worker._process.pid, signal.SIGKILL)
+        worker._process.join()
+    nodes, outcome, error = [], None, None
+    results = worker.build(args)
+    try:
+        while True:
+            nodes.append(next(results)["data"]["node_info"]["unique_id"])
+    except StopIteration as stop:
+        outcome = stop.value
+    except dbt_worker.DbtWorkerError as failure:
+        error = str(failure)
+    if mode == "twice":  # the worker serves the run's second build (the finance marts) too
+        again = worker.build(args)
+        nodes_again = [event["data"]["node_info"]["unique_id"] for event in again]
+        assert sorted(nodes_again) == sorted(nodes), nodes_again
+    # dbt let go of the warehouse: this process can write to it while the worker lives
+    with duckdb.connect(str(root / "warehouse.duckdb")) as connection:
+        connection.execute("create or replace table main.probe as select 1 as one")
+print(json.dumps({"nodes": nodes, "success": outcome and outcome.success, "detail": outcome and outcome.detail,
+                  "error": error, "dbt_imported_here": "dbt" in sys.modules}))
+"""
+
+
+def _in_worker(root: Path, select: str, mode: str = "once") -> dict:
+    run = subprocess.run([sys.executable, "-c", WORKER_SCRIPT, str(root), select, mode], capture_output=True,
+                         text=True, timeout=300, cwd=REPO_ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def _copy_of(billed: dict, tmp_path: Path) -> Path:
+    root = tmp_path / "copy"
+    shutil.copytree(billed["root"], root, ignore=shutil.ignore_patterns(".dagster"))
+    return root
+
+
+def _metrics_and_its_tests() -> set[str]:
+    model = "model.meterhouse.stg_catalog__metrics"
+    return {model} | {n["unique_id"] for n in _manifest_nodes()
+                      if n["resource_type"] == "test" and n.get("attached_node") == model}
+
+
+@pytest.mark.parametrize("mode", ["once", "twice"])
+def test_the_dbt_worker_builds_in_its_own_process(billed: dict, tmp_path: Path, mode: str) -> None:
+    answer = _in_worker(_copy_of(billed, tmp_path), "stg_catalog__metrics", mode)
+    assert answer["success"] is True and answer["error"] is None
+    # one result per node of the selection: the model and the tests attached to it
+    assert sorted(answer["nodes"]) == sorted(_metrics_and_its_tests())
+    assert len(answer["nodes"]) >= 2
+    # dbt ran in the worker: the process that asked never imported it
+    assert answer["dbt_imported_here"] is False
+
+
+def test_the_dbt_worker_reports_a_failing_test_by_name(billed: dict, tmp_path: Path) -> None:
+    root = _copy_of(billed, tmp_path)
+    with duckdb.connect(str(root / "warehouse.duckdb")) as connection:
+        connection.execute("update catalog.metrics set product_id = 'no-such-product'")
+    answer = _in_worker(root, "stg_catalog__metrics")
+    assert answer["success"] is False
+    assert PRODUCT_REFERENCE_TEST in answer["detail"]
+    assert any(PRODUCT_REFERENCE_TEST in node for node in answer["nodes"])
+
+
+def test_a_dead_dbt_worker_is_an_error_not_a_hang(billed: dict, tmp_path: Path) -> None:
+    answer = _in_worker(_copy_of(billed, tmp_path), "stg_catalog__metrics", "killed")
+    assert answer["success"] is None
+    assert "dbt worker exited unexpectedly" in answer["error"]
+    assert "-9" in answer["error"]  # the exit code: killed
+
+
+ORPHAN_SCRIPT = r"""
+import multiprocessing, os, signal, time
+from dagster_project.billing import dbt_worker
+
+def busy(parent):
+    dbt_worker._die_with(parent)
+    time.sleep(300)  # a build that would go on writing to the warehouse
+
+child = multiprocessing.get_context("fork").Process(target=busy, args=(os.getpid(),))
+child.start()
+print(child.pid, flush=True)
+time.sleep(1)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_dbt_worker_dies_with_the_run(tmp_path: Path) -> None:
+    """A killed run must not leave dbt writing to the warehouse outside the run's writer lock."""
+    run = subprocess.run([sys.executable, "-c", ORPHAN_SCRIPT], capture_output=True, text=True, timeout=120,
+                         cwd=REPO_ROOT)
+    assert run.returncode == -signal.SIGKILL
+    child = int(run.stdout.strip())
+    deadline = time.monotonic() + 60  # it would sleep 300 s if it outlived its parent
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(child)
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has exited (a container's init may not reap it)
+
+
+def test_meterhouse_bill_names_a_failing_dbt_test_run_in_the_worker(billed: dict, tmp_path: Path) -> None:
+    root = _copy_of(billed, tmp_path)
+    with duckdb.connect(str(root / "warehouse.duckdb")) as connection:
+        # the same call loaded twice: raw.events is never rewritten by a bill, so dbt's test sees it
+        connection.execute("insert into raw.events select * from raw.events limit 1")
+    documents = sorted(path.name for path in (root / "invoices").iterdir())
+    bill = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "meterhouse"), "bill", "--period", "2026-10",
+                           "--as-of", AS_OF + "Z", "--data-dir", str(root)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert bill.returncode == 1
+    assert "test.meterhouse.unique_stg_raw__events_transaction_id" in bill.stderr
+    # the failed step held everything after it: no invoice document written
+    assert sorted(path.name for path in (root / "invoices").iterdir()) == documents
