@@ -22,7 +22,6 @@ DuckDB engine (dbt-spark runs as a subprocess anyway, ``billing/engines.py``). E
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import signal
@@ -34,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+from dagster_project.lib.workers import exit_with_parent
+
 # how long a worker that was told to stop may take before it is killed
 STOP_TIMEOUT_SECONDS = 10.0
 _CURRENT: DbtWorker | None = None
@@ -110,9 +110,8 @@ class DbtWorker:
 
 def can_fork() -> bool:
     """Forking is safe only while this process has one thread (a lock held by another thread
-    would stay locked in the child for ever); Linux only (the worker must not outlive the run,
-    see :func:`_die_with`)."""
-    return sys.platform == "linux" and threading.active_count() == 1
+    would stay locked in the child for ever)."""
+    return hasattr(os, "fork") and threading.active_count() == 1
 
 
 @contextmanager
@@ -142,20 +141,16 @@ def current(parse_dir: Path) -> DbtWorker | None:
 # the worker process
 
 
-def _die_with(parent_pid: int) -> None:
-    """The worker never outlives the run: killed with it, it would go on writing to the warehouse
+def _detach_from_run(parent_pid: int) -> None:
+    """The worker never outlives the run: left alive, it would go on writing to the warehouse
     outside the run's writer lock (lib/locking.py) while a rerun starts."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
-        os._exit(1)  # the run then finds the pipe closed and says so
-    if os.getppid() != parent_pid:  # the run died before the line above
-        os._exit(0)
+    exit_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group: the run stops, and waits for dbt to finish its build
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _serve(connection, parse_dir: Path, parent_pid: int) -> None:
-    _die_with(parent_pid)
+    _detach_from_run(parent_pid)
     # dbt's console output (--quiet: errors only) is in its log file too; the command's stdout
     # is its answer
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process

@@ -288,7 +288,7 @@ import multiprocessing, os, signal, time
 from dagster_project.billing import dbt_worker
 
 def busy(parent):
-    dbt_worker._die_with(parent)
+    dbt_worker._detach_from_run(parent)
     time.sleep(300)  # a build that would go on writing to the warehouse
 
 child = multiprocessing.get_context("fork").Process(target=busy, args=(os.getpid(),))
