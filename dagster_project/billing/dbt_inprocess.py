@@ -37,7 +37,7 @@ import re
 import shutil
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -261,7 +261,7 @@ def stream_build(
     return outcome.success
 
 
-def _build_in_thread(dbt_args: list[str], parse_dir: Path) -> Iterator[dict[str, Any]]:
+def _build_in_thread(dbt_args: list[str], parse_dir: Path) -> Generator[dict[str, Any], None, dbt_worker.BuildOutcome]:
     """``dbt <dbt_args>`` in a thread of this process; yields its result events, returns a
     :class:`dbt_worker.BuildOutcome`; raises what kept dbt from running."""
     from dbt.cli.main import dbtRunner

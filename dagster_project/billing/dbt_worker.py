@@ -27,7 +27,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +61,7 @@ class DbtWorker:
         self._process.start()
         child_end.close()
 
-    def build(self, args: Sequence[str]) -> Iterator[dict[str, Any]]:
+    def build(self, args: Sequence[str]) -> Generator[dict[str, Any], None, BuildOutcome]:
         """Run ``dbt <args>`` in the worker; yield its result events; return a :class:`BuildOutcome`.
 
         The worker runs with this process's environment of the moment (the run sets the
