@@ -37,7 +37,7 @@ import re
 import shutil
 import sys
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -261,29 +261,40 @@ def stream_build(
     return outcome.success
 
 
-def _build_in_thread(dbt_args: list[str], parse_dir: Path) -> Generator[dict[str, Any], None, dbt_worker.BuildOutcome]:
-    """``dbt <dbt_args>`` in a thread of this process; yields its result events, returns a
-    :class:`dbt_worker.BuildOutcome`; raises what kept dbt from running."""
+def run_build(manifest, dbt_args: list[str], emit: Callable[[dict[str, Any]], None]) -> dbt_worker.BuildOutcome:
+    """``dbt <dbt_args>`` with ``manifest``, in the calling thread: each node's result event goes to
+    ``emit`` as a dict; dbt's DuckDB database is closed afterwards. In a thread here or in the
+    worker process (billing/dbt_worker.py)."""
     from dbt.cli.main import dbtRunner
     from dbt_common.events.functions import msg_to_dict
 
+    def collect(message) -> None:
+        if message.info.name in RESULT_EVENTS:
+            emit(msg_to_dict(message))
+
+    try:
+        result = dbtRunner(manifest=manifest, callbacks=[collect]).invoke(dbt_args)
+    finally:
+        release_duckdb()
+    if result.success:
+        return dbt_worker.BuildOutcome(success=True, detail=None)
+    return dbt_worker.BuildOutcome(success=False, detail=str(result.exception or _first_failure(result)))
+
+
+def _build_in_thread(dbt_args: list[str], parse_dir: Path) -> Generator[dict[str, Any], None, dbt_worker.BuildOutcome]:
+    """``dbt <dbt_args>`` in a thread of this process; yields its result events, returns a
+    :class:`dbt_worker.BuildOutcome`; raises what kept dbt from running."""
     manifest = parsed_manifest(parse_dir)
     events: queue.Queue = queue.Queue()
     done = object()
-
-    def collect(message) -> None:
-        if message.info.name in RESULT_EVENTS:
-            events.put(msg_to_dict(message))
-
     outcome: dict[str, Any] = {}
 
     def invoke() -> None:
         try:
-            outcome["result"] = dbtRunner(manifest=manifest, callbacks=[collect]).invoke(dbt_args)
+            outcome["result"] = run_build(manifest, dbt_args, events.put)
         except BaseException as error:  # surfaced in the caller's thread below
             outcome["error"] = error
         finally:
-            release_duckdb()
             events.put(done)
 
     worker = threading.Thread(target=invoke, name="dbt", daemon=True)
@@ -295,13 +306,10 @@ def _build_in_thread(dbt_args: list[str], parse_dir: Path) -> Generator[dict[str
         worker.join()
     if "error" in outcome:
         raise dbt_worker.DbtWorkerError(str(outcome["error"])) from outcome["error"]
-    result = outcome["result"]
-    if result.success:
-        return dbt_worker.BuildOutcome(success=True, detail=None)
-    return dbt_worker.BuildOutcome(success=False, detail=str(result.exception or first_failure(result)))
+    return outcome["result"]
 
 
-def first_failure(result) -> str:
+def _first_failure(result) -> str:
     for node in getattr(result.result, "results", None) or []:
         if str(node.status) in {"error", "fail"}:
             return f"{node.node.unique_id}: {(node.message or '').strip().splitlines()[0] if node.message else node.status}"

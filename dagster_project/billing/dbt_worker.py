@@ -188,28 +188,15 @@ def _serve(connection, parse_dir: Path, parent_pid: int) -> None:
 
 def _prepare(parse_dir: Path):
     """Import dbt and load the manifest; return the function that runs one build."""
-    from dbt.cli.main import dbtRunner
-    from dbt_common.events.functions import msg_to_dict
-
     from dagster_project.billing import dbt_inprocess
 
     manifest = dbt_inprocess.parsed_manifest(parse_dir)
     # what a build imports on first use, imported now while the run is not waiting for it
     import dbt.adapters.duckdb  # noqa: F401
+    import dbt.cli.main  # noqa: F401
     import dbt.task.build  # noqa: F401
 
     def run(args: list[str], send) -> BuildOutcome:
-        def collect(message) -> None:
-            if message.info.name in dbt_inprocess.RESULT_EVENTS:
-                send(("event", msg_to_dict(message)))
-
-        try:
-            result = dbtRunner(manifest=manifest, callbacks=[collect]).invoke(args)
-        finally:
-            dbt_inprocess.release_duckdb()
-        if result.success:
-            return BuildOutcome(success=True, detail=None)
-        detail = str(result.exception) if result.exception else dbt_inprocess.first_failure(result)
-        return BuildOutcome(success=False, detail=detail)
+        return dbt_inprocess.run_build(manifest, args, lambda event: send(("event", event)))
 
     return run
