@@ -20,10 +20,13 @@ $(VENV)/.installed: pyproject.toml uv.lock
 
 # The dbt manifest is prepared at build time, not at import (dagster-dbt reads it), and so are
 # the partial-parse state and the parsed manifest a new data dir's in-process dbt starts from
-# (billing/dbt_inprocess.py, whose file format is a prerequisite too).
-dbt/target/manifest.json: $(VENV)/.installed $(DBT_SOURCES) dagster_project/billing/dbt_inprocess.py
+# (billing/dbt_inprocess.py, whose file format is a prerequisite too), and the dbt selections of
+# the definitions, so that a billing run's own process need not import dbt (billing/dbt_selection.py).
+dbt/target/manifest.json: $(VENV)/.installed $(DBT_SOURCES) dagster_project/billing/dbt_inprocess.py \
+		dagster_project/billing/dbt_selection.py
 	cd dbt && ../$(BIN)/dbt parse --quiet --profiles-dir . --target-path target
 	$(BIN)/python -m dagster_project.billing.dbt_inprocess
+	$(BIN)/python -m dagster_project.billing.dbt_selection
 	touch $@
 
 install: $(VENV)/.installed dbt/target/manifest.json

@@ -152,7 +152,7 @@ def _run_billing(
         raise UsageError(str(error)) from error
     clock = settings.as_of(as_of).isoformat()
     os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster"))
-    from dagster_project.billing import dbt_worker
+    from dagster_project.billing import dbt_selection, dbt_worker
     from dagster_project.lib.gc_tuning import tune_for_batch_process
     from dagster_project.runner import bill_partition
 
@@ -163,7 +163,10 @@ def _run_billing(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with (
         # dbt gets ready in a second process while this one imports Dagster (billing/dbt_worker.py)
-        dbt_worker.started(root / ".dbt" / "parse") if settings.engine() == "duckdb" else contextlib.nullcontext(),
+        dbt_worker.started(root / ".dbt" / "parse") if settings.engine() == "duckdb" else contextlib.nullcontext()
+        as worker,
+        # ... and this one, which dbt no longer runs in, does not import it (billing/dbt_selection.py)
+        dbt_selection.dbt_left_to_worker(worker is not None),
         errors.status(f"Billing {period}: ingest, catalog, dbt rating, invoices, payments, notifications…"),
         log_path.open("w", encoding="utf-8") as log,
         contextlib.redirect_stdout(log),

@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from dagster_project import settings, warehouse
-from dagster_project.billing import dbt_inprocess, engines, rating_state
+from dagster_project.billing import dbt_inprocess, dbt_selection, engines, rating_state
 from dagster_project.lib.faults import fault_point
 from dagster_project.partitions import monthly_billing_periods
 from dagster_project.resources import WarehouseResource
@@ -32,13 +32,17 @@ class MeterhouseTranslator(DagsterDbtTranslator):
         return "billing"
 
 
+dbt_selection.use_kept_selections()  # no dbt import needed for them (billing/dbt_selection.py)
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
     partitions_def=monthly_billing_periods,
     dagster_dbt_translator=MeterhouseTranslator(),
     # the finance marts read the invoice ledger: built after invoicing (dagster_project/reporting)
-    exclude="tag:reporting",
+    select=dbt_selection.RATING.select,
+    exclude=dbt_selection.RATING.exclude,
 )
 def meterhouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """One `dbt build` for the whole selection: models and their tests in a single invocation."""

@@ -14,7 +14,7 @@ import dagster as dg
 from dagster_dbt import dbt_assets
 
 from dagster_project import settings, warehouse
-from dagster_project.billing import dbt_inprocess
+from dagster_project.billing import dbt_inprocess, dbt_selection
 from dagster_project.billing.assets import MeterhouseTranslator, dbt_project
 from dagster_project.invoicing.assets import INVOICE_LINES, INVOICES
 from dagster_project.payments.assets import PAYMENTS
@@ -28,7 +28,6 @@ REPORT_MARTS = [
 ]
 SNAPSHOT = dg.AssetKey(["reporting", "snapshot"])
 DASHBOARD = dg.AssetKey(["reporting", "finance_dashboard"])
-REPORTING_SELECTOR = "tag:reporting"
 
 
 @dg.multi_asset(
@@ -65,10 +64,14 @@ class ReportingTranslator(MeterhouseTranslator):
         return "reporting"
 
 
+dbt_selection.use_kept_selections()
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
-    select=REPORTING_SELECTOR,
+    select=dbt_selection.REPORTING.select,
+    exclude=dbt_selection.REPORTING.exclude,
     name="meterhouse_dbt_reports",
     dagster_dbt_translator=ReportingTranslator(),
 )

@@ -332,3 +332,43 @@ def test_meterhouse_bill_names_a_failing_dbt_test_run_in_the_worker(billed: dict
     assert "test.meterhouse.unique_stg_raw__events_transaction_id" in bill.stderr
     # the failed step held everything after it: no invoice document written
     assert sorted(path.name for path in (root / "invoices").iterdir()) == documents
+
+
+BILL_SCRIPT = r"""
+import atexit, json, sys
+root, as_of = sys.argv[1], sys.argv[2]
+atexit.register(lambda: print(json.dumps({"dbt_imported_here": "dbt" in sys.modules})))
+sys.argv = ["meterhouse", "bill", "--period", "2026-10", "--as-of", as_of, "--data-dir", root]
+from dagster_project.cli import app
+app()
+"""
+
+
+def test_meterhouse_bill_leaves_dbt_to_its_worker_and_dagster_sees_every_node(tmp_path: Path) -> None:
+    # the command's process builds the definitions from the kept selections
+    # (billing/dbt_selection.py) and never imports dbt; Dagster gets the same events as in process
+    root = tmp_path / "bill"
+    (root / "catalog").mkdir(parents=True)
+    (root / "catalog" / "catalog.yaml").write_text(CATALOG, encoding="utf-8")
+    moments = spread(12, datetime(2026, 10, 1), datetime(2026, 11, 1))
+    write_jsonl(root / "landing" / "events" / "2026-10.jsonl",
+                [event(f"e-{index}", moment, "alice", "DocSum Summaries") for index, moment in enumerate(moments)])
+    bill = subprocess.run([sys.executable, "-c", BILL_SCRIPT, str(root), AS_OF + "Z"], capture_output=True,
+                          text=True, timeout=600, cwd=REPO_ROOT)
+    assert bill.returncode == 0, bill.stderr[-3000:]
+    assert json.loads(bill.stdout.strip().splitlines()[-1]) == {"dbt_imported_here": False}
+    assert "1 invoice(s) issued" in bill.stdout
+    with dg.DagsterInstance.from_config(str(root / ".dagster")) as instance:
+        (run,) = instance.get_runs()
+        records = instance.all_logs(run.run_id)
+    materialized = {r.dagster_event.asset_key for r in records
+                    if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION}
+    evaluated = {r.dagster_event.event_specific_data.check_name: r.dagster_event.event_specific_data.passed
+                 for r in records
+                 if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+    nodes = _manifest_nodes()
+    models = {dg.AssetKey([n["schema"], n.get("alias") or n["name"]]) for n in nodes if n["resource_type"] == "model"}
+    assert models <= materialized
+    dbt_tests = {n["name"] for n in nodes if n["resource_type"] == "test" and n.get("attached_node")}
+    assert dbt_tests <= set(evaluated), sorted(dbt_tests - set(evaluated))[:5]
+    assert all(evaluated[name] for name in dbt_tests)
