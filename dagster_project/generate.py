@@ -74,6 +74,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contracts.catalog import Catalog, Product, Subscription
+from dagster_project.lib.arrow_arrays import int32_array, string_array, text_array
 
 GENERATED_DIR = Path("events") / "generated"
 MODEL_PRICES_FILE = "model_prices.csv"
@@ -707,31 +708,11 @@ def _digit_rows(low: int, high: int, width: int) -> np.ndarray:
     return rows[low - first * 1000: high - first * 1000]
 
 
-def _strings(data: np.ndarray, lengths: np.ndarray) -> pa.Array:
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    data = np.ascontiguousarray(data)
-    return pa.StringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(data))
-
-
-def _text_array(texts: list[str]) -> pa.Array:
-    joined = "".join(texts)
-    sizes = map(len, texts) if joined.isascii() else (len(text.encode("utf-8")) for text in texts)
-    lengths = np.fromiter(sizes, dtype=np.int64, count=len(texts))
-    return _strings(np.frombuffer(joined.encode("utf-8"), dtype=np.uint8), lengths)
-
-
-def _int32_array(values: np.ndarray) -> pa.Array:
-    """A zero-copy Arrow view (``pa.array`` would import pandas, a second on a cold start)."""
-    values = np.ascontiguousarray(values, dtype=np.int32)
-    return pa.Array.from_buffers(pa.int32(), len(values), [None, pa.py_buffer(values)])
-
-
 def _fixed(*pieces: np.ndarray) -> pa.Array:
     """Texts of equal length: the rows of the pieces side by side (a piece of one row repeats)."""
     count = max(len(piece) for piece in pieces)
     matrix = np.concatenate([np.broadcast_to(piece, (count, piece.shape[1])) for piece in pieces], axis=1)
-    return _strings(matrix.reshape(-1), np.full(count, matrix.shape[1]))
+    return string_array(matrix.reshape(-1), np.full(count, matrix.shape[1]))
 
 
 @functools.lru_cache(maxsize=32)
@@ -748,7 +729,7 @@ def _numbers(prefix: str, count: int, empty_first: bool = False) -> pa.Array:
     data, lengths = np.concatenate(data), np.concatenate(lengths)
     if empty_first:
         data, lengths[0] = data[lengths[0]:], 0
-    return _strings(data, lengths)
+    return string_array(data, lengths)
 
 
 @functools.lru_cache(maxsize=32)
@@ -757,13 +738,13 @@ def _five_digits(prefix: str = "", suffix: str = "", strip: bool = False) -> pa.
     rows = np.concatenate([np.broadcast_to(_const(prefix), (100_000, len(prefix.encode()))), _digit_rows(0, 100_000, 5),
                            np.broadcast_to(_const(suffix), (100_000, len(suffix.encode())))], axis=1)
     if not strip:
-        return _strings(rows.reshape(-1), np.full(100_000, rows.shape[1]))
+        return string_array(rows.reshape(-1), np.full(100_000, rows.shape[1]))
     values = np.arange(100_000)
     trailing = sum((values % 10**k == 0).astype(np.int64) for k in range(1, 6))
     keep = np.arange(rows.shape[1])[None, :] < rows.shape[1] - len(suffix.encode()) - trailing[:, None]
     keep[:, rows.shape[1] - len(suffix.encode()):] = True
     keep[0] = False
-    return _strings(rows[keep], keep.sum(axis=1))
+    return string_array(rows[keep], keep.sum(axis=1))
 
 
 @functools.lru_cache(maxsize=1)
@@ -775,7 +756,7 @@ def _seconds() -> pa.Array:
 @functools.lru_cache(maxsize=8)
 def _milliseconds(suffixes: tuple[str, ...]) -> pa.Array:
     """0 .. 999 then 000 .. 999, each + every suffix (suffix-major): the last 3 digits of a number."""
-    return _text_array([f"{value:0{width}d}{suffix}" for suffix in suffixes for width in (1, 3)
+    return text_array([f"{value:0{width}d}{suffix}" for suffix in suffixes for width in (1, 3)
                         for value in range(1000)])
 
 
@@ -794,12 +775,12 @@ class _Table:
     """Texts laid end to end; ``add`` returns where a group of them starts. The first text is ""."""
 
     def __init__(self) -> None:
-        self.parts: list[pa.Array] = [_text_array([""])]
+        self.parts: list[pa.Array] = [text_array([""])]
         self.size = 1
 
     def add(self, texts: pa.Array | list[str]) -> int:
         base = self.size
-        self.parts.append(texts if isinstance(texts, pa.Array) else _text_array(texts))
+        self.parts.append(texts if isinstance(texts, pa.Array) else text_array(texts))
         self.size += len(self.parts[-1])
         return base
 
@@ -939,7 +920,7 @@ class _Renderer:
         index = self.indexes(lines)
         pieces = []
         for first in range(0, len(index), TAKE_LINES):
-            texts = pc.take(self.table, _int32_array(index[first: first + TAKE_LINES].reshape(-1)))
+            texts = pc.take(self.table, int32_array(index[first: first + TAKE_LINES].reshape(-1)))
             offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)
             start, stop = offsets[texts.offset], offsets[texts.offset + len(texts)]
             pieces.append(memoryview(texts.buffers()[2])[start:stop])
@@ -958,7 +939,7 @@ def _cost_parts(e: _Events, prices: list[np.ndarray]) -> pa.Array:
     e.parts_index = np.zeros(len(e), dtype=np.int32)
     e.parts_index[rows] = np.arange(len(rows), dtype=np.int32)
     if not len(rows):
-        return _text_array([])
+        return text_array([])
     model = e.model[rows]
     input_price, output_price, read_price, creation_price = prices
     costs = [e.input_tokens[rows] * input_price[model],
@@ -972,7 +953,7 @@ def _cost_parts(e: _Events, prices: list[np.ndarray]) -> pa.Array:
         _CostTexts(table, f',"{name}":', int(cost.max() // COST_UNIT)).indexes(
             cost, cost > 0 if number >= 2 else np.ones(len(rows), dtype=bool),
             index[:, 3 * number: 3 * number + 3])
-    texts = pc.take(table.texts(), _int32_array(index.reshape(-1)))
+    texts = pc.take(table.texts(), int32_array(index.reshape(-1)))
     offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)[texts.offset: texts.offset + len(texts) + 1]
     return pa.StringArray.from_buffers(len(rows), pa.py_buffer(np.ascontiguousarray(offsets[::12])),
                                        texts.buffers()[2])

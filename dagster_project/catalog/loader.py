@@ -14,10 +14,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from contracts.catalog import Catalog, CatalogError, catalog_dir_of, load_catalog, overlapping_subscriptions
 from dagster_project import warehouse
+from dagster_project.lib import arrow_arrays
 from dagster_project.lib.faults import fault_point
 from dagster_project.lib.invoice_schedule import phases_of, subscription_period_rows
 from dagster_project.lib.periods import as_utc_naive
@@ -169,8 +169,9 @@ def _replace_table(connection: duckdb.DuckDBPyConnection, table: str, rows: list
     connection.execute(warehouse.catalog_table_ddl(table))
     columns = [row[1] for row in connection.execute(f"pragma table_info('catalog.{table}')").fetchall()]
     if rows:
-        # through Arrow: executemany is row-at-a-time and subscription_periods can be large
-        batch = pa.Table.from_pylist([{column: row.get(column) for column in columns} for row in rows])
+        # through Arrow: executemany is row-at-a-time and subscription_periods can be large. As
+        # texts, each cast to its column's type on insert (lib/arrow_arrays.py: no pandas import)
+        batch = arrow_arrays.text_table(rows, columns)
         # columns are in the table's own order; no registered view to clean up if the insert fails
         connection.from_arrow(batch).insert_into(f"catalog.{table}")
 

@@ -123,6 +123,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dagster_project.ingest import validation
+from dagster_project.lib import arrow_arrays
 from dagster_project.lib.faults import fault_point
 from dagster_project.warehouse import ensure_schema
 
@@ -321,16 +322,13 @@ def _lines_table(block: bytes, file_order: int, first_line: int, first_block: bo
             except UnicodeDecodeError as exc:
                 lines.append(piece.decode("utf-8", errors="replace"))
                 reasons.append(f"{validation.INVALID_UTF8}: byte {exc.start + 1} of the line is not valid UTF-8")
-        raw = pa.array(lines, pa.large_string())
-        pre_reason = pa.array(reasons, pa.string())
-    table = pa.table(
-        {
-            "file_order": pa.array(np.full(count, file_order, dtype=np.int32)),
-            "line_number": pa.array(np.arange(first_line, first_line + count, dtype=np.int64)),
-            "raw": raw,
-            "blank": pa.array(blank),
-            "pre_reason": pre_reason,
-        }
+        raw = arrow_arrays.text_array(lines, large=True)
+        pre_reason = arrow_arrays.text_array(reasons)
+    table = pa.Table.from_arrays(
+        [arrow_arrays.int32_array(np.full(count, file_order)),
+         arrow_arrays.int64_array(np.arange(first_line, first_line + count)),
+         raw, arrow_arrays.bool_array(blank), pre_reason],
+        names=["file_order", "line_number", "raw", "blank", "pre_reason"],
     )
     return table, count
 
@@ -599,12 +597,11 @@ class _Loader:
         )
         if not rows:
             return
-        ids = pa.table(
-            {
-                "file_order": pa.array([row[0] for row in rows], pa.int32()),
-                "line_number": pa.array([row[1] for row in rows], pa.int64()),
-                "sha": pa.array([canonical_sha256(row[2]) for row in rows], pa.string()),
-            }
+        ids = pa.Table.from_arrays(
+            [arrow_arrays.int32_array(np.array([row[0] for row in rows])),
+             arrow_arrays.int64_array(np.array([row[1] for row in rows])),
+             arrow_arrays.text_array([canonical_sha256(row[2]) for row in rows])],
+            names=["file_order", "line_number", "sha"],
         )
         con.register("_mh_ids", ids)
         try:
@@ -884,7 +881,7 @@ def _sha256_column(raw: pa.ChunkedArray) -> pa.Array:
         data = memoryview(chunk.buffers()[2] or b"")
         bounds = offsets.tolist()
         hashes.extend(sha256(data[start:end]).hexdigest() for start, end in zip(bounds[:-1], bounds[1:], strict=True))
-    return pa.array(hashes, pa.string())
+    return arrow_arrays.text_array(hashes)
 
 
 def _with_raw_text(checked: pa.Table, lines: pa.Table) -> pa.Table:

@@ -24,9 +24,9 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 from jinja2 import Environment
 
+from dagster_project.lib import arrow_arrays
 from dagster_project.lib.faults import fault_point
 from dagster_project.lib.workers import process_pool
 from dagster_project.notifications.config import (
@@ -92,13 +92,11 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-_ROW_SCHEMA = pa.schema([
-    ("notification_key", pa.string()), ("type", pa.string()), ("subscription_id", pa.string()),
-    ("invoice_number", pa.string()), ("period_start", pa.timestamp("us")), ("recipient", pa.string()),
-    ("cc", pa.string()), ("subject", pa.string()), ("status", pa.string()), ("detail", pa.string()),
-    ("message_id", pa.string()), ("attempts", pa.int32()), ("event_at", pa.timestamp("us")),
-    ("run_as_of", pa.timestamp("us")), ("sent_at", pa.timestamp("us")),
-])
+# billing.notifications' columns, in order
+_ROW_COLUMNS = (
+    "notification_key", "type", "subscription_id", "invoice_number", "period_start", "recipient", "cc", "subject",
+    "status", "detail", "message_id", "attempts", "event_at", "run_as_of", "sent_at",
+)
 
 
 class _Rows:
@@ -133,8 +131,9 @@ class _Rows:
     def flush(self) -> None:
         if not self.waiting:
             return
-        batch = pa.Table.from_pylist(
-            [dict(zip(_ROW_SCHEMA.names, row, strict=True)) for row in self.waiting.values()], schema=_ROW_SCHEMA
+        # texts, cast to the columns' types on insert (lib/arrow_arrays.py: no pandas import)
+        batch = arrow_arrays.text_table(
+            [dict(zip(_ROW_COLUMNS, row, strict=True)) for row in self.waiting.values()], _ROW_COLUMNS
         )
         self.connection.register("_mh_notification_rows", batch)
         try:

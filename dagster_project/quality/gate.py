@@ -19,8 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # A file whose latest version has more than this fraction of rejected lines blocks billing.
 MAX_REJECTED_FRACTION_ENV = "METERHOUSE_MAX_REJECTED_FRACTION"
@@ -139,36 +143,39 @@ def run_checks(connection: duckdb.DuckDBPyConnection, limit: Decimal | None = No
     return outcomes
 
 
-def _due_frames(connection: duckdb.DuckDBPyConnection, window_start: datetime, window_end: datetime, as_of: datetime):
-    drafts = connection.execute(
+def _due_tables(connection: duckdb.DuckDBPyConnection, window_start: datetime, window_end: datetime,
+                as_of: datetime) -> tuple[pa.Table, pa.Table]:
+    """The window's due drafts and their lines, as Arrow: the suite runs in the Great Expectations
+    worker, which makes its pandas frames of them (no pandas import in the run's process)."""
+    connection.complete()  # connection.sql() refuses to start while a result of execute() is open
+    drafts = connection.sql(
         """
         select d.draft_key, d.subscription_id, d.period_start, d.period_end, d.total,
                coalesce(l.lines_total, 0) as lines_total,
                count(*) over (partition by d.subscription_id, d.period_start, d.period_end) as drafts_for_period,
                (select count(*) from intermediate.int_events_attributed as e
                  where e.subscription_id = d.subscription_id and e.period_start = d.period_start
-                   and e.period_end = d.period_end and e.request_time > ?) as events_after_run
+                   and e.period_end = d.period_end and e.request_time > $as_of) as events_after_run
         from marts.invoice_drafts as d
         left join (select draft_key, sum(amount) as lines_total from marts.invoice_line_drafts group by 1) as l
           on l.draft_key = d.draft_key
-        where d.due_at <= ?
+        where d.due_at <= $as_of
           and case when d.period_start = d.period_end
-                   then d.period_start >= ? and d.period_start < ?
-                   else d.period_end > ? and d.period_end <= ? end
+                   then d.period_start >= $window_start and d.period_start < $window_end
+                   else d.period_end > $window_start and d.period_end <= $window_end end
         """,
-        [as_of, as_of, window_start, window_end, window_start, window_end],
-    ).df()
-    lines = connection.execute(
+        params={"as_of": as_of, "window_start": window_start, "window_end": window_end},
+    ).to_arrow_table()
+    lines = connection.sql(
         """
         select l.draft_key, l.line_number, l.kind, l.quantity, l.amount, l.currency, p.currency as product_currency
         from marts.invoice_line_drafts as l
         join marts.invoice_drafts as d on d.draft_key = l.draft_key
         join catalog.products as p on p.product_id = d.product_id
-        where l.draft_key in (select draft_key from marts.invoice_drafts where due_at <= ?)
+        where l.draft_key in (select unnest($draft_keys))
         """,
-        [as_of],
-    ).df()
-    lines = lines[lines["draft_key"].isin(set(drafts["draft_key"]))]
+        params={"draft_keys": drafts.column("draft_key").to_pylist()},
+    ).to_arrow_table()
     return drafts, lines
 
 
@@ -180,8 +187,8 @@ def draft_checks(
     as_of: datetime,
 ) -> list[CheckOutcome]:
     """The Great Expectations suite over the window's due drafts and their lines."""
-    drafts, lines = _due_frames(connection, window_start, window_end, as_of)
-    if drafts.empty:
+    drafts, lines = _due_tables(connection, window_start, window_end, as_of)
+    if drafts.num_rows == 0:
         return [CheckOutcome(name, "draft", True, "no due drafts") for name in DRAFT_CHECKS]
     # GX costs seconds to import: a run imports it in a worker while dbt rates (warm_suite.py)
     from dagster_project.quality.warm_suite import validate_drafts

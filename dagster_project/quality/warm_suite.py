@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from dagster_project.lib.workers import process_pool
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pyarrow as pa
 
     from dagster_project.quality.gate import CheckOutcome
 
@@ -37,11 +37,12 @@ def _import_suite() -> None:
     freeze_long_lived()  # Great Expectations' modules stay for the worker's life
 
 
-def _validate(drafts: pd.DataFrame, lines: pd.DataFrame, quality_dir: Path,
+def _validate(drafts: pa.Table, lines: pa.Table, quality_dir: Path,
               build_docs: bool = True) -> list[CheckOutcome]:
     from dagster_project.quality.suite import validate_drafts
 
-    return validate_drafts(drafts, lines, quality_dir, build_docs=build_docs)
+    # pandas is imported here, in the worker (amounts stay exact: Decimal objects)
+    return validate_drafts(drafts.to_pandas(), lines.to_pandas(), quality_dir, build_docs=build_docs)
 
 
 def _build_docs(quality_dir: Path) -> None:
@@ -76,8 +77,9 @@ def _report_docs_failure(built: Future) -> None:
         print(f"meterhouse: warning: Great Expectations data docs not built: {error}", file=sys.stderr)
 
 
-def validate_drafts(drafts: pd.DataFrame, lines: pd.DataFrame, quality_dir: Path) -> list[CheckOutcome]:
-    """The suite's outcomes, from the warm worker when the run started one."""
+def validate_drafts(drafts: pa.Table, lines: pa.Table, quality_dir: Path) -> list[CheckOutcome]:
+    """The suite's outcomes over the due drafts and their lines (``gate._due_tables``), from the
+    warm worker when the run started one."""
     if _worker is None:
         return _validate(drafts, lines, quality_dir)
     outcomes = _worker.submit(_validate, drafts, lines, quality_dir, False).result()

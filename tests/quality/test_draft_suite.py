@@ -8,12 +8,18 @@ from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from dagster_project.quality import warm_suite
 from dagster_project.quality.gate import DRAFT_CHECKS
 
 D = Decimal
+
+
+def _tables(drafts: pd.DataFrame, lines: pd.DataFrame) -> tuple[pa.Table, pa.Table]:
+    """As the release gate hands them over (``gate._due_tables``): Arrow, amounts as decimals."""
+    return pa.Table.from_pandas(drafts, preserve_index=False), pa.Table.from_pandas(lines, preserve_index=False)
 
 
 def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -59,7 +65,7 @@ def _failing(outcomes) -> dict[str, list[str]]:
 
 
 def test_each_failing_expectation_names_only_its_drafts(tmp_path: Path) -> None:
-    drafts, lines = _frames()
+    drafts, lines = _tables(*_frames())
     outcomes = warm_suite.validate_drafts(drafts, lines, tmp_path / "quality")  # no worker: in process
     assert {outcome.name for outcome in outcomes} == set(DRAFT_CHECKS)
     assert _failing(outcomes) == EXPECTED
@@ -69,7 +75,7 @@ def test_each_failing_expectation_names_only_its_drafts(tmp_path: Path) -> None:
 
 
 def test_the_warm_worker_gives_the_same_outcomes(tmp_path: Path) -> None:
-    drafts, lines = _frames()
+    drafts, lines = _tables(*_frames())
     with warm_suite.warm_suite():
         in_worker = warm_suite.validate_drafts(drafts, lines, tmp_path / "worker")
     # the worker renders the data docs after answering; they are there once the run's worker ends
@@ -82,7 +88,7 @@ def test_the_warm_worker_gives_the_same_outcomes(tmp_path: Path) -> None:
 
 def test_a_clean_set_of_drafts_passes(tmp_path: Path) -> None:
     drafts, lines = _frames()
-    drafts, lines = drafts[drafts.draft_key == "good"], lines[lines.draft_key == "good"]
+    drafts, lines = _tables(drafts[drafts.draft_key == "good"], lines[lines.draft_key == "good"])
     outcomes = warm_suite.validate_drafts(drafts, lines, tmp_path / "quality")
     assert all(outcome.passed and not outcome.failing_drafts for outcome in outcomes)
 
