@@ -124,6 +124,8 @@ def use_kept_selections() -> None:
     modules that define ``@dbt_assets``, before they do."""
     from dagster_dbt import asset_utils
 
+    if not callable(getattr(asset_utils, "select_unique_ids", None)):  # dagster-dbt is pinned; say so if it moved
+        raise RuntimeError("dagster_dbt.asset_utils.select_unique_ids is gone: see billing/dbt_selection.py")
     asset_utils.select_unique_ids = select_unique_ids
 
 
