@@ -47,7 +47,8 @@ RAW_EVENTS_COLUMNS = """\
     source_file             varchar   not null,
     line_number             bigint    not null,
     load_id                 varchar   not null,
-    loaded_at               timestamp not null
+    loaded_at               timestamp not null,
+    transaction_id_hash     bigint               -- of transaction_id, for the loader's lookup (ingest/loader.py)
 """
 
 # The catalog dimensions, replaced whole (table definition included) by the catalog asset on every
@@ -348,6 +349,9 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute(DDL.format(raw_events_columns=RAW_EVENTS_COLUMNS, catalog_tables=catalog_tables))
     connection.execute(MIGRATIONS)
     _drop_events_primary_key(connection)
+    # 63 bits of the id's md5, which the loader probes instead of the id text (ingest/loader.py);
+    # rows of older warehouses get theirs at their next load
+    connection.execute("alter table raw.events add column if not exists transaction_id_hash bigint")
 
 
 def _drop_events_primary_key(connection: duckdb.DuckDBPyConnection) -> None:
@@ -362,7 +366,7 @@ def _drop_events_primary_key(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute("begin")
     try:
         connection.execute(f"create table raw.events_unkeyed (\n{RAW_EVENTS_COLUMNS}\n)")
-        connection.execute("insert into raw.events_unkeyed select * from raw.events")
+        connection.execute("insert into raw.events_unkeyed by name select * from raw.events")
         connection.execute("drop table raw.events")
         connection.execute("alter table raw.events_unkeyed rename to events")
         connection.execute("commit")

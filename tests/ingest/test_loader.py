@@ -323,6 +323,40 @@ def test_ids_loaded_before_are_found_in_every_batch_and_block(tmp_path: Path, co
         "landing/events/b-big.jsonl")
 
 
+def test_ids_of_rows_loaded_before_the_id_hash_existed_are_found(tmp_path: Path,
+                                                                  connection: duckdb.DuckDBPyConnection) -> None:
+    """raw.events rows without transaction_id_hash (an older warehouse, another tool) get it at the
+    next load, so their ids are found: a byte-identical repeat is a duplicate, another payload a
+    conflict."""
+    write(tmp_path, "a.jsonl", [line(transactionId="t1"), line(transactionId="t2")])
+    load(connection, tmp_path)
+    connection.execute("update raw.events set transaction_id_hash = null")  # as an older version left them
+    write(tmp_path, "b.jsonl", [line(transactionId="t1"), line(transactionId="t2", inputTokenCount=7),
+                                line(transactionId="t3")])
+    report = load(connection, tmp_path)
+    assert (report.accepted, report.duplicates, report.rejected) == (1, 1, 1)
+    assert report.rejected_by_reason == {"duplicate_conflict": 1}
+    assert connection.execute(
+        "select count(*) from raw.events where transaction_id_hash is null").fetchone()[0] == 0
+
+
+def test_ids_are_compared_whole_when_their_hashes_collide(tmp_path: Path, connection: duckdb.DuckDBPyConnection,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hash only narrows the lookup: every id hashed to the same value (a collision for every
+    pair) still finds exactly its own earlier row."""
+    monkeypatch.setattr(loader_module, "_ID_HASH", "42::bigint")
+    write(tmp_path, "a.jsonl", [line(transactionId="t1"), line(transactionId="t2")])
+    load(connection, tmp_path)
+    write(tmp_path, "b.jsonl", [line(transactionId="t2"), line(transactionId="t3"),
+                                line(transactionId="t1", inputTokenCount=7)])
+    report = load(connection, tmp_path)
+    by_file = {f.source_file.rsplit("/", 1)[1]: (f.lines_read, f.accepted, f.duplicates, f.rejected)
+               for f in report.files if f.status != "skipped"}
+    assert by_file == {"b.jsonl": (3, 1, 1, 1)}
+    assert rejected(connection) == [("landing/events/b.jsonl", 3, "duplicate_conflict", "transactionId")]
+    assert events(connection) == [("t1",), ("t2",), ("t3",)]
+
+
 def test_repeats_are_found_in_blocks_written_to_disk_before_the_commit(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A file-backed warehouse with small row groups, so that each block's insert is written to the
