@@ -40,34 +40,48 @@ def _manifest_nodes() -> list[dict]:
     return list(manifest["nodes"].values())
 
 
-@pytest.fixture(scope="module")
-def billed(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("inprocess")
-    (root / "catalog").mkdir()
+def _landed(root: Path) -> Path:
+    """A data dir with the DocSum catalog and 12 October calls of one subscriber."""
+    (root / "catalog").mkdir(parents=True)
     (root / "catalog" / "catalog.yaml").write_text(CATALOG, encoding="utf-8")
     moments = spread(12, datetime(2026, 10, 1), datetime(2026, 11, 1))
     write_jsonl(root / "landing" / "events" / "2026-10.jsonl",
                 [event(f"e-{index}", moment, "alice", "DocSum Summaries") for index, moment in enumerate(moments)])
-    result = bill_partition(root, "2026-10-01", AS_OF)
-    with dg.DagsterInstance.from_config(str(root / ".dagster")) as instance:
-        records = instance.all_logs(result["run_id"])
-        storage = type(instance.event_log_storage)
+    return root
+
+
+def _materialized_and_checks(records) -> tuple[set[dg.AssetKey], list]:
     materialized = {r.dagster_event.asset_key for r in records
                     if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION}
     checks = [r.dagster_event.event_specific_data for r in records
               if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+    return materialized, checks
+
+
+def _assert_every_dbt_node_reached_dagster(materialized: set[dg.AssetKey], checks: list) -> None:
+    nodes = _manifest_nodes()
+    models = {dg.AssetKey([n["schema"], n.get("alias") or n["name"]]) for n in nodes if n["resource_type"] == "model"}
+    # the rating models and the finance marts (second invocation): every one materialized
+    assert models <= materialized
+    dbt_tests = {n["name"] for n in nodes if n["resource_type"] == "test" and n.get("attached_node")}
+    evaluated = {check.check_name: check.passed for check in checks}
+    assert dbt_tests <= set(evaluated), sorted(dbt_tests - set(evaluated))[:5]
+    assert all(evaluated[name] for name in dbt_tests)
+
+
+@pytest.fixture(scope="module")
+def billed(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = _landed(tmp_path_factory.mktemp("inprocess"))
+    result = bill_partition(root, "2026-10-01", AS_OF)
+    with dg.DagsterInstance.from_config(str(root / ".dagster")) as instance:
+        records = instance.all_logs(result["run_id"])
+        storage = type(instance.event_log_storage)
+    materialized, checks = _materialized_and_checks(records)
     return {"root": root, "result": result, "materialized": materialized, "checks": checks, "storage": storage}
 
 
 def test_every_dbt_model_and_data_test_of_the_run_reaches_dagster(billed: dict) -> None:
-    nodes = _manifest_nodes()
-    models = {dg.AssetKey([n["schema"], n.get("alias") or n["name"]]) for n in nodes if n["resource_type"] == "model"}
-    # the rating models and the finance marts (second invocation): every one materialized
-    assert models <= billed["materialized"]
-    dbt_tests = {n["name"] for n in nodes if n["resource_type"] == "test" and n.get("attached_node")}
-    evaluated = {check.check_name: check.passed for check in billed["checks"]}
-    assert dbt_tests <= set(evaluated), sorted(dbt_tests - set(evaluated))[:5]
-    assert all(evaluated[name] for name in dbt_tests)
+    _assert_every_dbt_node_reached_dagster(billed["materialized"], billed["checks"])
 
 
 def test_the_warehouse_is_free_for_another_writer_once_dbt_is_done(billed: dict) -> None:
@@ -349,12 +363,7 @@ def test_meterhouse_bill_leaves_dbt_to_its_worker_and_dagster_sees_every_node(tm
     # (billing/dbt_selection.py) and never imports dbt; Dagster gets the same events as in process.
     # Nor does it import pandas (lib/arrow_arrays.py; the release gate's frames are made in the
     # Great Expectations worker)
-    root = tmp_path / "bill"
-    (root / "catalog").mkdir(parents=True)
-    (root / "catalog" / "catalog.yaml").write_text(CATALOG, encoding="utf-8")
-    moments = spread(12, datetime(2026, 10, 1), datetime(2026, 11, 1))
-    write_jsonl(root / "landing" / "events" / "2026-10.jsonl",
-                [event(f"e-{index}", moment, "alice", "DocSum Summaries") for index, moment in enumerate(moments)])
+    root = _landed(tmp_path / "bill")
     bill = subprocess.run([sys.executable, "-c", BILL_SCRIPT, str(root), AS_OF + "Z"], capture_output=True,
                           text=True, timeout=600, cwd=REPO_ROOT)
     assert bill.returncode == 0, bill.stderr[-3000:]
@@ -363,14 +372,4 @@ def test_meterhouse_bill_leaves_dbt_to_its_worker_and_dagster_sees_every_node(tm
     with dg.DagsterInstance.from_config(str(root / ".dagster")) as instance:
         (run,) = instance.get_runs()
         records = instance.all_logs(run.run_id)
-    materialized = {r.dagster_event.asset_key for r in records
-                    if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION}
-    evaluated = {r.dagster_event.event_specific_data.check_name: r.dagster_event.event_specific_data.passed
-                 for r in records
-                 if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION}
-    nodes = _manifest_nodes()
-    models = {dg.AssetKey([n["schema"], n.get("alias") or n["name"]]) for n in nodes if n["resource_type"] == "model"}
-    assert models <= materialized
-    dbt_tests = {n["name"] for n in nodes if n["resource_type"] == "test" and n.get("attached_node")}
-    assert dbt_tests <= set(evaluated), sorted(dbt_tests - set(evaluated))[:5]
-    assert all(evaluated[name] for name in dbt_tests)
+    _assert_every_dbt_node_reached_dagster(*_materialized_and_checks(records))
