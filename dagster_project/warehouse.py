@@ -328,6 +328,13 @@ create table if not exists reporting.subscription_budgets (
 # DuckDB's memory limit for every connection of ours and dbt's (dbt/profiles.yml reads the same variable)
 MEMORY_LIMIT_ENV = "METERHOUSE_MEMORY_LIMIT"
 DEFAULT_MEMORY_LIMIT = "2GB"
+# No row-group vacuum at checkpoints, for every writer of ours and dbt's (dbt/profiles.yml too).
+# Each load batch appends one or more full row groups and a partial one; DuckDB's vacuum merges
+# runs of partial groups at the next checkpoint, which rewrites (and recompresses) all of
+# raw.events that came in since the last one: 2.5 s of a 1 M-line load's 8 s, 12 s after a 5 M-line
+# load. The tables that see deletes are small (drafts, report inputs), and dbt replaces its
+# tables whole, so dead rows left in place cost nothing worth a rewrite (docs/DECISIONS.md).
+MAX_VACUUM_TASKS = 0
 
 
 def warehouse_path(data_dir: Path) -> Path:
@@ -388,6 +395,7 @@ def connect(data_dir: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPy
         # bounded memory: past the limit, joins and aggregates spill under the data dir
         "memory_limit": os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT),
         "temp_directory": str(data_dir / ".duckdb_tmp"),
+        "max_vacuum_tasks": MAX_VACUUM_TASKS,
     })
     try:
         if not read_only:

@@ -913,3 +913,19 @@ def test_a_warehouse_with_the_old_primary_key_on_raw_events_loses_only_the_key(t
         assert {"transaction_id", "payload_sha256", "attributes_json", "loaded_at"} <= not_null
         ensure_schema(connection)  # again: nothing left to do
         assert connection.execute("select count(*) from raw.events").fetchone()[0] == 1
+
+
+def test_no_writer_of_the_warehouse_vacuums_row_groups(tmp_path: Path) -> None:
+    """Each load batch ends in a partial row group; DuckDB's checkpoint vacuum merged those runs
+    by rewriting every event loaded since the last checkpoint (12 s after 5 M lines). Our
+    connections and dbt's (its profile) both turn it off."""
+    import yaml
+
+    from dagster_project import warehouse
+
+    with warehouse.connect(tmp_path) as connection:
+        assert connection.execute("select current_setting('max_vacuum_tasks')").fetchone()[0] == 0
+    profile = yaml.safe_load((Path(__file__).parents[2] / "dbt" / "profiles.yml").read_text(encoding="utf-8"))
+    settings = profile["meterhouse"]["outputs"]["duckdb"]["settings"]
+    assert settings["max_vacuum_tasks"] == warehouse.MAX_VACUUM_TASKS == 0
+    assert warehouse.MEMORY_LIMIT_ENV in settings["memory_limit"]
