@@ -265,7 +265,8 @@ def _read_blocks(path: Path, reader: _HashingReader, block_bytes: int) -> Iterat
                 carry = data
                 continue
             carry = data[cut + 1:]
-            yield data[: cut + 1]
+            data = data[: cut + 1]  # rebound, not copied beside it: the block held while suspended is the one yielded
+            yield data
         if carry:
             yield carry
         reader.drain()
@@ -406,14 +407,13 @@ class _Batch:
 @dataclass
 class _Unit:
     """What is written next, in file order: a batch of small files (one transaction), one block
-    of a big file (the file is one transaction: begun at its first block, committed after its
-    last), or a file that could not be read (its blocks written before are rolled back)."""
+    of a big file (the file is one transaction: begun at its first block, committed at its
+    ``file_end``), or a file that could not be read (its blocks written before are rolled back)."""
 
-    kind: str  # batch | block | unreadable
+    kind: str  # batch | block | file_end | unreadable
     files: list[_FileState]
     table: pa.Table | None = None  # lines to validate; None: nothing to validate (empty files)
     first: bool = True  # block: the file's first block
-    last: bool = True  # block: the file's last block
     path: Path | None = None  # unreadable: the file
     staged: Future[_Staged] | None = None
 
@@ -824,18 +824,24 @@ def _units(files: Iterator[tuple[_FileState, Path]], bar: _Progress, load_id: st
         reader = _HashingReader(path.open("rb"))
         try:
             blocks = _read_blocks(path, reader, BLOCK_BYTES)
-            line_number, block_index, held = 1, 0, None  # held: the block read, not yet a unit
+            line_number, block_index, first = 1, 0, None  # first: the first block, until a second one shows
             try:
                 for block in blocks:
+                    size = len(block)
                     table, count = _lines_table(block, state.order, line_number, block_index == 0)
+                    del block  # its lines are in the table now
                     line_number += count
                     bar.advance_file(reader.size, count)
-                    if held is not None:
-                        if block_index == 1 and batch.files:
-                            yield _Unit("batch", batch.files, _concat(batch.tables))  # the batch before it
-                            batch, limit = _Batch(), BATCH_BYTES
-                        yield _Unit("block", [state], held[0], first=block_index == 1, last=False)
-                    held = (table, len(block))
+                    if block_index == 0:
+                        first = (table, size)
+                    else:
+                        if block_index == 1:  # a big file: the batch before it, then the file block by block
+                            if batch.files:
+                                yield _Unit("batch", batch.files, _concat(batch.tables))
+                                batch, limit = _Batch(), BATCH_BYTES
+                            yield _Unit("block", [state], first[0], first=True)
+                            first = None
+                        yield _Unit("block", [state], table, first=False)
                     block_index += 1
             except _Unreadable as error:
                 file_report.content_sha256 = file_report.content_sha256 or _safe_sha256(path, load_id)
@@ -846,12 +852,12 @@ def _units(files: Iterator[tuple[_FileState, Path]], bar: _Progress, load_id: st
             file_report.content_sha256 = reader.sha256.hexdigest()
             file_report.size_bytes = reader.size
             if block_index > 1:
-                yield _Unit("block", [state], held[0], first=False, last=True)
+                yield _Unit("file_end", [state])
             else:
                 batch.files.append(state)
-                if held is not None:
-                    batch.tables.append(held[0])
-                    batch.nbytes += held[1]
+                if first is not None:
+                    batch.tables.append(first[0])
+                    batch.nbytes += first[1]
                 if batch.nbytes >= limit:
                     yield _Unit("batch", batch.files, _concat(batch.tables))
                     batch, limit = _Batch(), BATCH_BYTES
@@ -891,10 +897,10 @@ class _Writer:
                 self.connection.begin()
                 self.open_file = unit.files[0]
             loader.write(staged)
-            if unit.last:
-                with _committed(self.connection, begin=False):  # the file's transaction, begun above
-                    loader.record_files(unit.files)
-                self.open_file = None
+        elif unit.kind == "file_end":
+            with _committed(self.connection, begin=False):  # the file's transaction, begun at its first block
+                loader.record_files(unit.files)
+            self.open_file = None
         else:  # unreadable: nothing of the file is loaded, one rejected row says why
             [state] = unit.files
             if self.open_file is state:
