@@ -73,11 +73,10 @@ Transactions and batches
     and the ``raw.loaded_files`` rows) is one transaction, so a crash leaves every file either
     fully loaded or not at all. The connection must not be inside a transaction already.
   * Batches and blocks ("units") are validated on a second connection to the same database (a
-    cursor), in one background thread, while this connection inserts the unit validated before
-    and reads the next one; they are written in file order. Two units are read and validated
-    ahead of the one being written, across batches, blocks and files alike, so the validating
-    thread is never left waiting for a big file's transaction to end. The first batch is a
-    quarter of ``BATCH_BYTES``, so that the overlap starts early.
+    cursor), in one background thread, while this connection writes the unit before it and
+    reads the one after it; they are written in file order. Batches, blocks and files form one
+    stream, so the validating thread is not left waiting at a big file's start or end. The
+    first batch is a quarter of ``BATCH_BYTES``, so that the overlap starts early.
   * ``loaded_at``/``rejected_at`` are the wall clock (UTC); ``as_of`` only decides what is "in
     the future" (``requestTime > as_of + MAX_FUTURE_SKEW_HOURS``). Timestamps never depend on the
     session TimeZone of the connection.
@@ -418,7 +417,6 @@ class _Unit:
     files: list[_FileState]
     table: pa.Table | None = None  # lines to validate; None: nothing to validate (empty files)
     first: bool = True  # block: the file's first block
-    path: Path | None = None  # unreadable: the file
     staged: Future[_Staged] | None = None
 
 
@@ -766,10 +764,9 @@ def load_new_files(
             known.setdefault(relative, {}).setdefault(size, set()).add(file_report.content_sha256)
 
     writer = _Writer(loader, connection)
-    # Units are validated ahead, on the staging thread, in file order, while this thread writes
-    # the one before and reads the next: the staging thread always has the next unit, across batches,
-    # blocks and file boundaries alike (a big file's first block used to wait for the end of the
-    # file before it, a third of a 20 M-line load spent with one thread idle).
+    # Each unit is validated on the staging thread while this thread writes the one before it and
+    # reads the one after it, across batches, blocks and file boundaries alike (a big file used to
+    # write everything before it first, then wait for its own first block's validation).
     ahead: deque[_Unit] = deque()
     units = _units(to_load(), bar, report.load_id)
     try:
@@ -813,7 +810,8 @@ def load_new_files(
     return report
 
 
-# units read and validated ahead of the one being written (each holds a block's lines: ~2x BLOCK_BYTES)
+# units read before one is taken to be written: it, and the next one, validated meanwhile (each
+# holds up to a block's lines, ~2x BLOCK_BYTES in memory)
 _UNITS_AHEAD = 2
 
 
@@ -850,7 +848,7 @@ def _units(files: Iterator[tuple[_FileState, Path]], bar: _Progress, load_id: st
             except _Unreadable as error:
                 file_report.content_sha256 = file_report.content_sha256 or _safe_sha256(path, load_id)
                 file_report.error = str(error)
-                yield _Unit("unreadable", [state], path=path)
+                yield _Unit("unreadable", [state])
                 bar.file_done()
                 continue
             file_report.content_sha256 = reader.sha256.hexdigest()
