@@ -103,7 +103,8 @@ fill, and the checkpoint rewrote the whole key index, 2.8 s at 1 M events vs 0.2
 Since 2026-11-28 evening: no row-group vacuum at checkpoints (warehouse.py: it rewrote every
 newly loaded row, 12 s after 5 M lines) and units validated ahead across file boundaries:
 20 M lines in 209 s. The floor for any load that stores the typed columns and the raw text in
-DuckDB on two cores is ~5.6 s per 1 M lines (docs/performance.md, "Where the floor is").
+DuckDB on two cores is ~2.7 s per 1 M lines (13.6 s for 5 M; docs/performance.md, "Where the
+floor is").
 """
 
 from __future__ import annotations
