@@ -790,11 +790,8 @@ def load_new_files(
         writer.abandon()
         raise
     finally:
-        for unit in ahead:
-            if unit.staged:
-                unit.staged.cancel()
         bar.stop()
-        loader.close()
+        loader.close()  # waits for the staging thread; units staged ahead and not written are cancelled
 
     for file_report in report.files:
         if file_report.status == "skipped":
@@ -827,7 +824,7 @@ def _units(files: Iterator[tuple[_FileState, Path]], bar: _Progress, load_id: st
         reader = _HashingReader(path.open("rb"))
         try:
             blocks = _read_blocks(path, reader, BLOCK_BYTES)
-            line_number, block_index, first = 1, 0, None  # first: the first block, until a second one shows
+            line_number, block_index, first_block = 1, 0, None  # held until a second block shows
             try:
                 for block in blocks:
                     size = len(block)
@@ -836,14 +833,14 @@ def _units(files: Iterator[tuple[_FileState, Path]], bar: _Progress, load_id: st
                     line_number += count
                     bar.advance_file(reader.size, count)
                     if block_index == 0:
-                        first = (table, size)
+                        first_block = (table, size)
                     else:
                         if block_index == 1:  # a big file: the batch before it, then the file block by block
                             if batch.files:
                                 yield _Unit("batch", batch.files, _concat(batch.tables))
                                 batch, limit = _Batch(), BATCH_BYTES
-                            yield _Unit("block", [state], first[0], first=True)
-                            first = None
+                            yield _Unit("block", [state], first_block[0], first=True)
+                            first_block = None
                         yield _Unit("block", [state], table, first=False)
                     block_index += 1
             except _Unreadable as error:
@@ -858,9 +855,9 @@ def _units(files: Iterator[tuple[_FileState, Path]], bar: _Progress, load_id: st
                 yield _Unit("file_end", [state])
             else:
                 batch.files.append(state)
-                if first is not None:
-                    batch.tables.append(first[0])
-                    batch.nbytes += first[1]
+                if first_block is not None:
+                    batch.tables.append(first_block[0])
+                    batch.nbytes += first_block[1]
                 if batch.nbytes >= limit:
                     yield _Unit("batch", batch.files, _concat(batch.tables))
                     batch, limit = _Batch(), BATCH_BYTES
