@@ -20,7 +20,7 @@ from contracts import catalog as catalog_contract
 
 RAW_EVENTS_COLUMNS = """\
     transaction_id          varchar   not null,   -- unique; no key: see ingest/loader.py
-    payload_sha256          varchar   not null,   -- of the canonical JSON, for duplicate vs conflict
+    payload_sha256          varchar,              -- id-less events: of the canonical JSON (their id); else null (ingest/loader.py)
     event_type              varchar   not null,
     request_time            timestamp not null,   -- UTC
     response_time           timestamp,
@@ -356,6 +356,7 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute(DDL.format(raw_events_columns=RAW_EVENTS_COLUMNS, catalog_tables=catalog_tables))
     connection.execute(MIGRATIONS)
     _drop_events_primary_key(connection)
+    _drop_payload_hash_not_null(connection)
     # 63 bits of the id's md5, which the loader probes instead of the id text (ingest/loader.py);
     # rows of older warehouses get theirs at their next load
     connection.execute("alter table raw.events add column if not exists transaction_id_hash bigint")
@@ -380,6 +381,17 @@ def _drop_events_primary_key(connection: duckdb.DuckDBPyConnection) -> None:
     except BaseException:
         connection.execute("rollback")
         raise
+
+
+def _drop_payload_hash_not_null(connection: duckdb.DuckDBPyConnection) -> None:
+    """Warehouses made before 2026-11-29 require raw.events.payload_sha256; events with an id now
+    leave it null (their text is compared instead, ingest/loader.py). Their old hashes stay."""
+    required = connection.execute(
+        "select count(*) from duckdb_constraints() where schema_name = 'raw' and table_name = 'events'"
+        " and constraint_type = 'NOT NULL' and constraint_column_names = ['payload_sha256']"
+    ).fetchone()[0]
+    if required:
+        connection.execute("alter table raw.events alter column payload_sha256 drop not null")
 
 
 @contextmanager

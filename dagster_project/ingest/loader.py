@@ -48,12 +48,16 @@ Identity and duplicates
     JSON: keys sorted recursively, no whitespace, numbers normalised exactly (``1.50`` and ``1.5``
     are the same, through ``Decimal``, never a float). That is computed in Python for such lines
     only, so reloading or reformatting an id-less line keeps it one event.
-  * ``payload_sha256`` is the sha256 of the line text as sent (without its line end) for lines with a
-    ``transactionId`` (cheap, and exact) and of the canonical JSON for id-less lines. A repeat of
-    a transactionId with the same payload hash is a duplicate (``raw.duplicate_events``); with
-    another hash it is quarantined as ``duplicate_conflict`` naming where the first one came from.
-    So a byte-identical re-send is a duplicate; a re-send with the same id but re-formatted text
-    is a conflict (visible, never billed twice, never silently dropped).
+  * A repeat of a transactionId is a duplicate (``raw.duplicate_events``) when its payload is the
+    first one's, else it is quarantined as ``duplicate_conflict`` naming where the first one came
+    from. Lines with a ``transactionId`` compare their text as sent (without the line end, i.e.
+    ``attributes_json``) with the first one's; id-less lines compare their canonical JSON's
+    sha256, which ``payload_sha256`` keeps for them (it is null for lines with an id: hashing every
+    line cost ~1.3 CPU-s and storing the hash ~27 % of the warehouse per 1 M lines, to serve the
+    few repeats). Warehouses from before keep the hashes they stored for lines with an id; a
+    repeat compares hashes only when both sides have one, else texts. So a byte-identical
+    re-send is a duplicate; a re-send with the same id but re-formatted text is a conflict
+    (visible, never billed twice, never silently dropped).
   * The first accepted line with an id wins: across loads (raw.events is never rewritten), and
     within a load by file order then line number. Each batch looks its ids up in raw.events with
     one hash join, built on the batch's ids and probed with raw.events' ``transaction_id_hash``
@@ -427,7 +431,7 @@ class _Loader:
         self.connection = connection
         self.report = report
         self.loaded_at = loaded_at
-        self.fast_sql = validation.fast_sql("_mh_lines", _utc_naive(as_of), passthrough=("sha256",))
+        self.fast_sql = validation.fast_sql("_mh_lines", _utc_naive(as_of))
         # the full validation, for the lines the fast path could not vouch for
         self.sql = validation.validation_sql(
             "(select file_order, line_number, raw, pre_reason, false as blank from _mh_checked where not clean)",
@@ -468,18 +472,17 @@ class _Loader:
         """Validate one arrow table of lines (no write to raw.*): on the staging connection, in the
         background thread while the connection writes the batch staged before it."""
         con = self.stager
-        table = table.append_column("sha256", _sha256_column(table.column("raw")))
         # small record batches so that DuckDB scans the arrow table on every thread
         table = pa.Table.from_batches(table.to_batches(max_chunksize=ARROW_BATCH_ROWS))
         con.register("_mh_lines", table)
         try:
             # the raw text stays in the arrow table (it is put back by position below); only the
-            # lines read again here keep theirs: by the full validation, or hashed when id-less
+            # lines read again here keep theirs: by the full validation, or hashed when id-less.
+            # payload_sha256 is filled for id-less lines only (_fill_idless_ids)
             self._execute(
-                f"create or replace temp table _mh_checked as select * exclude (sha256, raw), (file_order::bigint << "
-                f"{_SEQ_SHIFT}) + line_number as seq, case when clean and transaction_id is not null then sha256 end "
-                f"as payload_sha256, case when not clean or transaction_id is null then raw end as raw "
-                f"from ({self.fast_sql})",
+                f"create or replace temp table _mh_checked as select * exclude (raw), (file_order::bigint << "
+                f"{_SEQ_SHIFT}) + line_number as seq, null::varchar as payload_sha256, "
+                f"case when not clean or transaction_id is null then raw end as raw from ({self.fast_sql})",
                 connection=con,
             )
         finally:
@@ -488,7 +491,7 @@ class _Loader:
             self._execute(
                 "create or replace temp table _mh_slow as select *, true as clean, "
                 f"(file_order::bigint << {_SEQ_SHIFT}) + line_number as seq, "
-                "case when reason is null and transaction_id is not null then sha256(raw) end as payload_sha256 "
+                "null::varchar as payload_sha256 "
                 f"from ({self.sql})",
                 connection=con,
             )
@@ -540,7 +543,8 @@ class _Loader:
         # all four columns, 0.9-2.2 s
         self._execute(
             f"""create or replace temp table _mh_prior as
-                select transaction_id, payload_sha256, source_file, line_number from raw.events
+                select transaction_id, payload_sha256, attributes_json as raw, source_file, line_number
+                from raw.events
                 where rowid in (
                     select e.rowid from (select c.transaction_id_hash {winners} where {first_of_batch}) o
                     join raw.events e using (transaction_id_hash))"""  # noqa: S608
@@ -554,23 +558,27 @@ class _Loader:
                 select {selected}, f.source_file, c.line_number, ?, ? {new}""",  # noqa: S608
             [load_id, self.loaded_at],
         )
-        # every accepted line that is not the first of its id: a duplicate or a conflict
+        # every accepted line that is not the first of its id (p: in raw.events, else w: in this
+        # batch): a duplicate when its payload is the first one's, else a conflict. Id-less lines
+        # compare their canonical hashes; lines with an id, their text
+        first = "case when p.transaction_id is not null then p.{0} else w.{0} end"
         self._execute(
-            """create or replace temp table _mh_repeats as
+            f"""create or replace temp table _mh_repeats as
                select c.file_order, f.source_file, c.line_number, c.transaction_id, c.raw,
-                      coalesce(p.payload_sha256, w.payload_sha256) = c.payload_sha256 as same_payload,
-                      coalesce(p.source_file, w.source_file) as first_file,
-                      coalesce(p.line_number, w.line_number) as first_line
+                      coalesce({first.format("payload_sha256")} = c.payload_sha256,
+                               {first.format("raw")} = c.raw) as same_payload,
+                      {first.format("source_file")} as first_file,
+                      {first.format("line_number")} as first_line
                from _mh_checked c
                join _mh_files f using (file_order)
                left join _mh_multi m using (transaction_id)
                left join _mh_prior p using (transaction_id)
-               left join (select c2.transaction_id, c2.payload_sha256, f2.source_file, c2.line_number
+               left join (select c2.transaction_id, c2.payload_sha256, c2.raw, f2.source_file, c2.line_number
                           from _mh_checked c2 join _mh_multi m2
                             on c2.transaction_id = m2.transaction_id and c2.seq = m2.first_seq
                           join _mh_files f2 on f2.file_order = c2.file_order) w using (transaction_id)
                where c.reason is null
-                 and (p.transaction_id is not null or (m.transaction_id is not null and c.seq <> m.first_seq))"""
+                 and (p.transaction_id is not null or (m.transaction_id is not null and c.seq <> m.first_seq))"""  # noqa: S608
         )
         self._execute(
             """insert into raw.duplicate_events (transaction_id, source_file, line_number, load_id)
@@ -935,18 +943,6 @@ def _committed(connection: duckdb.DuckDBPyConnection, begin: bool = True) -> Ite
     except BaseException:
         connection.rollback()
         raise
-
-
-def _sha256_column(raw: pa.ChunkedArray) -> pa.Array:
-    """Hex sha256 of every line's UTF-8 text (Python's hashlib: about twice DuckDB's sha256 speed)."""
-    sha256 = hashlib.sha256
-    hashes: list[str] = []
-    for chunk in raw.chunks:
-        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset: chunk.offset + len(chunk) + 1]
-        data = memoryview(chunk.buffers()[2] or b"")
-        bounds = offsets.tolist()
-        hashes.extend(sha256(data[start:end]).hexdigest() for start, end in zip(bounds[:-1], bounds[1:], strict=True))
-    return arrow_arrays.text_array(hashes)
 
 
 def _with_raw_text(checked: pa.Table, lines: pa.Table) -> pa.Table:

@@ -517,13 +517,13 @@ def _select_list(columns: tuple[tuple[str, str, bool], ...], val: Any, count: An
     return ",\n    ".join(f"{(count if is_count else val)(field)} as {column}" for column, field, is_count in columns)
 
 
-def _parse_ctes(source: str, structure: dict[str, Any], carried: str = "") -> str:
-    """The CTEs both queries start with: the non-blank lines (and ``carried`` columns), then
+def _parse_ctes(source: str, structure: dict[str, Any]) -> str:
+    """The CTEs both queries start with: the non-blank lines, then
     json_valid, json_type over the contract's paths and from_json into ``structure``."""
     paths = ", ".join(_sql_string(rule.json_path) for rule in RULES)
     return f"""
 with lines as (
-    select file_order, line_number, raw, pre_reason{carried} from {source} where not blank
+    select file_order, line_number, raw, pre_reason from {source} where not blank
 ), parsed as (
     select *, pre_reason is null and json_valid(raw) as is_json from lines
 ), typed as (
@@ -697,9 +697,8 @@ def _clean_condition(rule: FieldRule) -> str:
     return "(" + " or ".join([*absent, "(" + " and ".join(valid) + ")"]) + ")"
 
 
-def fast_sql(source: str, as_of_utc: datetime, passthrough: tuple[str, ...] = ()) -> str:
-    """The fast path over ``source`` (columns file_order, line_number, raw, blank, pre_reason, and
-    the ``passthrough`` columns, which are passed on as they are).
+def fast_sql(source: str, as_of_utc: datetime) -> str:
+    """The fast path over ``source`` (columns file_order, line_number, raw, blank, pre_reason).
 
     One row per non-blank line with ``clean`` and the raw.events columns. ``clean`` is true only
     when no check of ``validation_sql`` can fail for the line, decided by one conjunction of cheap
@@ -729,9 +728,8 @@ def fast_sql(source: str, as_of_utc: datetime, passthrough: tuple[str, ...] = ()
     cost_parts = [RULES_BY_NAME[name] for name in _cost_part_names()]
     part_present = " or ".join(f"{_cost_column(rule)} is not null" for rule in cost_parts)
     part_sum = " + ".join(f"coalesce({_cost_column(rule)}, 0)" for rule in cost_parts)
-    carried = "".join(f", {column}" for column in passthrough)
-    return f"""{_parse_ctes(source, _typed_structure(RULES, fast=True), carried)}, flat as (
-    select file_order, line_number, raw, pre_reason{carried},
+    return f"""{_parse_ctes(source, _typed_structure(RULES, fast=True))}, flat as (
+    select file_order, line_number, raw, pre_reason,
         t[1] as t_root,
         {_type_columns()},
         {read_columns}
@@ -753,7 +751,7 @@ select
     file_order,
     line_number,
     raw,
-    pre_reason{carried},
+    pre_reason,
     clean,
     null::varchar as reason,
     null::varchar as field,

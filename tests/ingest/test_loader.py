@@ -910,9 +910,52 @@ def test_a_warehouse_with_the_old_primary_key_on_raw_events_loses_only_the_key(t
         not_null = {column for (column,) in connection.execute("""
             select unnest(constraint_column_names) from duckdb_constraints()
             where schema_name = 'raw' and table_name = 'events' and constraint_type = 'NOT NULL'""").fetchall()}
-        assert {"transaction_id", "payload_sha256", "attributes_json", "loaded_at"} <= not_null
+        assert {"transaction_id", "attributes_json", "loaded_at"} <= not_null
+        assert "payload_sha256" not in not_null  # required before 2026-11-29; null now for events with an id
         ensure_schema(connection)  # again: nothing left to do
         assert connection.execute("select count(*) from raw.events").fetchone()[0] == 1
+
+
+def test_events_with_an_id_are_compared_by_text_also_against_hashes_of_older_warehouses(
+        tmp_path: Path) -> None:
+    """Before 2026-11-29 every event stored the sha256 of its text (payload_sha256, NOT NULL); now
+    only id-less events store a hash (their canonical one), and a repeat of an id compares the
+    line's text with the first one's. A warehouse of either kind decides alike."""
+    import hashlib
+
+    path = tmp_path / "warehouse.duckdb"
+    required = RAW_EVENTS_COLUMNS.replace("payload_sha256          varchar,", "payload_sha256          varchar not null,")
+    assert required != RAW_EVENTS_COLUMNS
+    old_text = line(transactionId="old-1")
+    idless = line(transactionId=_ABSENT, inputTokenCount=7)
+    with duckdb.connect(str(path)) as old:
+        old.execute("create schema raw")
+        old.execute(f"create table raw.events (\n{required}\n)")
+        old.execute("""insert into raw.events (transaction_id, payload_sha256, event_type, request_time, input_tokens,
+                           output_tokens, reasoning_tokens, cache_read_tokens, cache_creation_tokens, total_tokens,
+                           subscriber_id, attributes_json, source_file, line_number, load_id, loaded_at)
+                       values ('old-1', ?, 'completion', '2026-10-01 10:00:00', 100, 20, 0, 0, 0, 120,
+                               'user-123', ?, 'landing/events/old.jsonl', 1, 'load-0', '2026-10-01 12:00:00')""",
+                    [hashlib.sha256(old_text.encode()).hexdigest(), old_text])
+    write(tmp_path, "a.jsonl", [
+        old_text,                                   # the old event's text again: a duplicate
+        line(transactionId="old-1", inputTokenCount=5),  # its id with other text: a conflict
+        line(transactionId="new-1"),
+        idless,
+        line(transactionId="new-1"),                # same text in the same batch: a duplicate
+        " " + line(transactionId="new-1"),          # same event, other text: a conflict
+        json.dumps(json.loads(idless), indent=1).replace("\n", ""),  # id-less, reformatted: a duplicate
+    ])
+    with duckdb.connect(str(path)) as connection:
+        report = load(connection, tmp_path)
+        assert (report.accepted, report.duplicates, report.rejected) == (2, 3, 2)
+        assert [line_number for _, line_number, _, _ in rejected(connection)] == [2, 6]
+        assert connection.execute("select line_number from raw.duplicate_events order by 1").fetchall() == \
+            [(1,), (5,), (7,)]
+        stored = dict(connection.execute("select transaction_id, payload_sha256 from raw.events").fetchall())
+        idless_id = hashlib.sha256(canonical_json(idless).encode()).hexdigest()
+        assert stored == {"old-1": hashlib.sha256(old_text.encode()).hexdigest(), "new-1": None,
+                          idless_id: idless_id}
 
 
 def test_no_writer_of_the_warehouse_vacuums_row_groups(tmp_path: Path) -> None:

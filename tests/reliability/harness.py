@@ -265,8 +265,9 @@ SNAPSHOT_QUERIES = {
                                event_count, period_start, period_end from marts.invoice_lines
                         order by invoice_number, line_number""",
     "sequences": "select * from billing.invoice_number_sequences order by all",
-    "events": """select count(*), count(distinct transaction_id), md5(string_agg(transaction_id || payload_sha256, ','
-                        order by transaction_id)) from raw.events""",
+    "events": """select count(*), count(distinct transaction_id),
+                        md5(string_agg(transaction_id || ':' || coalesce(payload_sha256, md5(attributes_json)), ','
+                                       order by transaction_id)) from raw.events""",
     "rejected": "select source_file, line_number, reason from raw.rejected_events order by all",
     "duplicates": "select transaction_id, source_file, line_number from raw.duplicate_events order by all",
     "loaded_files": """select source_file, content_sha256, lines_read, accepted, duplicates, rejected
