@@ -14,6 +14,7 @@ import shutil
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
+from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
@@ -213,3 +214,44 @@ def test_wrapping_keeps_every_character_in_order_and_within_the_width(width_mm: 
     assert len(lines) > 1
     assert all(sum(invoice_pdf.run_width(text, run) for text, run in line) <= width_mm * MM + 0.01 for line in lines)
     assert "".join(text for line in lines for text, _style in line).replace(" ", "") == words.replace(" ", "")
+
+
+class _ReferenceTree(HTMLParser):
+    """html.parser's reading of a document, as the tree pdf.parse_html builds."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = invoice_pdf.Node("#document", {})
+        self.open = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        node = invoice_pdf.Node(tag, {name: value or "" for name, value in attrs})
+        self.open[-1].children.append(node)
+        if tag not in {"br", "img", "meta", "col", "link", "hr", "input"}:
+            self.open.append(node)
+
+    def handle_endtag(self, tag: str) -> None:
+        for depth in range(len(self.open) - 1, 0, -1):
+            if self.open[depth].tag == tag:
+                del self.open[depth:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        self.open[-1].children.append(data)
+
+
+def test_the_invoice_html_is_read_as_html_parser_reads_it(html: str) -> None:
+    """parse_html is one regular expression over the template's output; html.parser is the
+    reference, on the issued invoice, a long one, and markup the template could grow into."""
+    unusual = html.replace("<body>", """<body>
+<!-- a comment with <tags> in it --><?pi x?>
+<DIV Class='upper' data-x=bare hidden data-q="a &quot;b&quot; &amp; c">R&amp;D &lt;b&gt; caf&eacute; &#x41;&#66; 5 &lt; 6</DIV>
+<p class="a"/>
+<span>one<br/>two<br>three</span><div><span>unclosed</div>
+<style>body > p::after { content: "</p>"; }</style>""", 1)
+    assert unusual != html
+    for document in (html, long_invoice(html, 40), unusual):
+        reference = _ReferenceTree()
+        reference.feed(document)
+        reference.close()
+        assert invoice_pdf.parse_html(document) == reference.root
