@@ -780,7 +780,10 @@ def load_new_files(
     units = _units(to_load(), bar, report.load_id)
     try:
         while True:
-            while len(ahead) < _UNITS_AHEAD and (unit := next(units, None)) is not None:
+            # units with nothing to validate (a big file's end, an unreadable file) take no slot:
+            # taking one, they left the staging thread idle at every big file's last block
+            while (sum(unit.staged is not None for unit in ahead) < _UNITS_AHEAD
+                   and (unit := next(units, None)) is not None):
                 if unit.table is not None:
                     unit.staged = loader.submit_stage(unit.table, unit.files)
                     unit.table = None  # the stage holds it
@@ -824,7 +827,9 @@ _UNITS_AHEAD = 2
 def _units(files: Iterator[tuple[_FileState, Path]], bar: _Progress, load_id: str) -> Iterator[_Unit]:
     """The files' lines as units to write, in file order: files of one block are gathered into
     batches of about ``BATCH_BYTES`` (the first a quarter of it, so that the overlap starts
-    early); a file of several blocks ends the batch before it and is a unit per block."""
+    early); a file of several blocks ends the batch before it and is a unit per block. A file
+    larger than a block on disk is known to be big before it is read; a smaller one (gzip) is
+    known to be big when its second block shows, its first block held until then."""
     batch, limit = _Batch(), BATCH_BYTES // 4
     for state, path in files:
         file_report = state.report
@@ -832,7 +837,11 @@ def _units(files: Iterator[tuple[_FileState, Path]], bar: _Progress, load_id: st
         reader = _HashingReader(path.open("rb"))
         try:
             blocks = _read_blocks(path, reader, BLOCK_BYTES)
-            line_number, block_index, first_block = 1, 0, None  # held until a second block shows
+            line_number, block_index, first_block = 1, 0, None
+            big = file_report.size_bytes > BLOCK_BYTES
+            if big and batch.files:
+                yield _Unit("batch", batch.files, _concat(batch.tables))
+                batch, limit = _Batch(), BATCH_BYTES
             try:
                 for block in blocks:
                     size = len(block)
@@ -840,10 +849,13 @@ def _units(files: Iterator[tuple[_FileState, Path]], bar: _Progress, load_id: st
                     del block  # its lines are in the table now
                     line_number += count
                     bar.advance_file(reader.size, count)
-                    if block_index == 0:
-                        first_block = (table, size)
+                    if big:  # validated while the next block is read (holding it left the stager idle)
+                        yield _Unit("block", [state], table, first=block_index == 0)
+                    elif block_index == 0:
+                        first_block = (table, size)  # held until a second block shows
                     else:
-                        if block_index == 1:  # a big file: the batch before it, then the file block by block
+                        if block_index == 1:  # big after all: the batch before it, then the file block by block
+                            big = True
                             if batch.files:
                                 yield _Unit("batch", batch.files, _concat(batch.tables))
                                 batch, limit = _Batch(), BATCH_BYTES
@@ -859,7 +871,7 @@ def _units(files: Iterator[tuple[_FileState, Path]], bar: _Progress, load_id: st
                 continue
             file_report.content_sha256 = reader.sha256.hexdigest()
             file_report.size_bytes = reader.size
-            if block_index > 1:
+            if big:
                 yield _Unit("file_end", [state])
             else:
                 batch.files.append(state)

@@ -582,21 +582,27 @@ def test_units_and_payload(tmp_path: Path, connection: duckdb.DuckDBPyConnection
         (6, "wrong_type", "units")]
 
 
+# a file larger than a block on disk is known to be big before it is read; a gzip file smaller
+# than a block on disk is known to be big when its second block shows
+@pytest.mark.parametrize("big_name", ["big.jsonl", "big.jsonl.gz"])
 def test_large_file_is_loaded_in_blocks_in_one_transaction(tmp_path: Path, connection: duckdb.DuckDBPyConnection,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+                                                           monkeypatch: pytest.MonkeyPatch, big_name: str) -> None:
     monkeypatch.setattr(loader_module, "BLOCK_BYTES", 2_000)
     monkeypatch.setattr(loader_module, "BATCH_BYTES", 2_000)
     lines = [line(transactionId=f"t{i % 40}") for i in range(60)] + ["oops"]
-    write(tmp_path, "big.jsonl", lines)
+    write(tmp_path, "a-small.jsonl", [line(transactionId="a1")])
+    size_on_disk = write(tmp_path, big_name, lines).stat().st_size
+    assert (size_on_disk > 2_000) == (big_name == "big.jsonl")
     write(tmp_path, "small-1.jsonl", [line(transactionId="s1")])
     write(tmp_path, "small-2.jsonl.gz", [line(transactionId="s2"), line(transactionId="t0")])
     report = load(connection, tmp_path)
-    big = report.files[0]
+    assert [f.source_file for f in report.files][:2] == ["landing/events/a-small.jsonl", f"landing/events/{big_name}"]
+    big = report.files[1]
     assert (big.lines_read, big.accepted, big.duplicates, big.rejected) == (61, 40, 20, 1)
-    assert rejected(connection) == [("landing/events/big.jsonl", 61, "invalid_json", None)]
+    assert rejected(connection) == [(f"landing/events/{big_name}", 61, "invalid_json", None)]
     assert connection.execute("select min(line_number), max(line_number) from raw.duplicate_events "
                               "where source_file like '%big%'").fetchone() == (41, 60)
-    assert report.accepted == 42 and report.duplicates == 21
+    assert report.accepted == 43 and report.duplicates == 21
 
     # a truncated big gzip: nothing of it is loaded, one unreadable row
     whole = gzip.compress("".join(line(transactionId=f"z{i}") + "\n" for i in range(200)).encode(), mtime=0)
