@@ -93,27 +93,27 @@ on-disk warehouse, 1 M generated events = 1,001,000 lines, 530 MB in 31 files): 
 lines/s, plus ~1.6 s for the checkpoint when the warehouse closes. Per 1 M lines, about 12 CPU-s
 validating (half of it the JSON parse: json_valid, json_type over the contract's 33 paths,
 from_json; then the fast predicate, timestamps and output columns), 2 s hashing lines (hashlib:
-about half the CPU of DuckDB's sha256; not done since 2026-11-29), the single-threaded insert into raw.events and ~1 s
-committing; reading and splitting files is vectorised (numpy) and costs ~1 s. Validation and
-inserting overlap (two threads). ``attributes_json`` (the raw text) is compressed with zstd:
-DuckDB's default string compression made the checkpoint twice as long (3.3 s vs 1.6 s at 1 M).
-The load is CPU-bound (~18-20 CPU-s per 1 M lines on two cores): the raw text is not copied
-through the validation's temp table and back (it stays in the batch's arrow table and is put
-back by position), and the write uses left joins, not NOT EXISTS (DuckDB copies a NOT EXISTS's
-outer rows to decorrelate it); together ~40 % fewer page faults, 1 M lines in 9-13 s instead
-of 12-14 s (2026-11-28, docs/performance.md). 20 M events (20,020,000 lines, 11 GB) with a 2 GB
-DuckDB limit: 306 s with the checkpoint (325 s before that change), and 228 s once the lookup
-of earlier ids read only the id column (it read each row's hash and file too: 0.9-2.2 s a batch
-at 20 M rows instead of 0.37 s), peak RSS 2.9 GB; one more day (666,666 events) into those 20 M
-9.8 s vs 9.3 s into an empty warehouse (with the primary key: a 10 M-row table took 5x longer to
-fill, and the checkpoint rewrote the whole key index, 2.8 s at 1 M events vs 0.2 s empty).
-Since 2026-11-28 evening: no row-group vacuum at checkpoints (warehouse.py: it rewrote every
-newly loaded row, 12 s after 5 M lines) and units validated ahead across file boundaries:
-20 M lines in 209 s. Since 2026-11-29: no sha256 of every line (lines with an id are compared
-by text on a repeat) and big files known by their size, measured side by side with the code
-before: 20 M lines 268 -> 208 -> 176 s, peak RSS 2.9 -> 2.2 -> 2.5 GB. The floor for any load that stores the typed columns and the raw text in
-DuckDB on two cores is ~2.7 s per 1 M lines (13.6 s for 5 M; docs/performance.md, "Where the
-floor is").
+about half the CPU of DuckDB's sha256; not done since 2026-11-29), the single-threaded insert into
+raw.events and ~1 s committing; reading and splitting files is vectorised (numpy) and costs ~1 s.
+Validation and inserting overlap (two threads). ``attributes_json`` (the raw text) is compressed
+with zstd: DuckDB's default string compression made the checkpoint twice as long (3.3 s vs 1.6 s
+at 1 M). The load is CPU-bound (~18-20 CPU-s per 1 M lines on two cores): the raw text is not
+copied through the validation's temp table and back (it stays in the batch's arrow table and is
+put back by position), and the write uses left joins, not NOT EXISTS (DuckDB copies a NOT EXISTS's
+outer rows to decorrelate it); together ~40 % fewer page faults, 1 M lines in 9-13 s instead of
+12-14 s (2026-11-28, docs/performance.md). 20 M events (20,020,000 lines, 11 GB) with a 2 GB
+DuckDB limit: 306 s with the checkpoint (325 s before that change), and 228 s once the lookup of
+earlier ids read only the id column (it read each row's hash and file too: 0.9-2.2 s a batch at 20
+M rows instead of 0.37 s), peak RSS 2.9 GB; one more day (666,666 events) into those 20 M 9.8 s vs
+9.3 s into an empty warehouse (with the primary key: a 10 M-row table took 5x longer to fill, and
+the checkpoint rewrote the whole key index, 2.8 s at 1 M events vs 0.2 s empty). Since 2026-11-28
+evening: no row-group vacuum at checkpoints (warehouse.py: it rewrote every newly loaded row, 12 s
+after 5 M lines) and units validated ahead across file boundaries: 20 M lines in 209 s. Since
+2026-11-29: no sha256 of every line (lines with an id are compared by text on a repeat) and big
+files known by their size, measured side by side with the code before: 20 M lines 268 -> 208 ->
+176 s, peak RSS 2.9 -> 2.2 -> 2.5 GB. The floor for any load that stores the typed columns and the
+raw text in DuckDB on two cores is ~2.7 s per 1 M lines (13.6 s for 5 M; docs/performance.md,
+"Where the floor is").
 """
 
 from __future__ import annotations
