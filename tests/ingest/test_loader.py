@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import random
@@ -927,8 +928,6 @@ def test_events_with_an_id_are_compared_by_text_also_against_hashes_of_older_war
     """Before 2026-11-29 every event stored the sha256 of its text (payload_sha256, NOT NULL); now
     only id-less events store a hash (their canonical one), and a repeat of an id compares the
     line's text with the first one's. A warehouse of either kind decides alike."""
-    import hashlib
-
     path = tmp_path / "warehouse.duckdb"
     required = RAW_EVENTS_COLUMNS.replace("payload_sha256          varchar,", "payload_sha256          varchar not null,")
     assert required != RAW_EVENTS_COLUMNS
