@@ -91,8 +91,8 @@ class Node:
 
 
 # The template's HTML (Jinja-escaped, so a "<" in text or attributes is always an entity) read
-# with one regular expression: html.parser took ~1.2 ms of a document's ~4 ms. A test holds this
-# to html.parser's tree on every shape of invoice the tests render.
+# with one regular expression: ~0.4 ms an invoice where html.parser took ~0.9 ms (the whole PDF
+# 3.7 -> 3.5 ms). A test holds the tree to html.parser's (tests/invoicing/test_pdf.py).
 _MARKUP = re.compile(
     r"<!--.*?-->|<![^>]*>|<\?[^>]*>"  # comments, the doctype, processing instructions: skipped
     r"|</([a-zA-Z][^\s/>]*)[^>]*>"  # an end tag
