@@ -36,7 +36,7 @@ dbt_selection.use_kept_selections()  # no dbt import needed for them (billing/db
 
 
 @dbt_assets(
-    manifest=dbt_project.manifest_path,
+    manifest=dbt_selection.manifest_for_definitions(dbt_project.manifest_path),
     project=dbt_project,
     partitions_def=monthly_billing_periods,
     dagster_dbt_translator=MeterhouseTranslator(),

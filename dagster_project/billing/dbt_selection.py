@@ -21,6 +21,10 @@ So:
   dbt worker runs, and when the file holds every selection of :data:`SELECTIONS` for the
   current manifest, dbt's packages cannot be imported for the duration of the block, so
   dagster-dbt starts without dbt-core. In any other case nothing changes.
+* For that block the manifest and its selections are pinned as they were read together
+  (:func:`manifest_for_definitions`): another process may parse the project meanwhile
+  (``meterhouse ui`` runs ``dagster dev``, which parses on load), and a manifest read again
+  would then have no kept selections, which this process could not evaluate without dbt.
 """
 
 from __future__ import annotations
@@ -80,15 +84,38 @@ def _kept_for(manifest_id: str | None, selections_file: Path) -> dict[str, list[
     return kept.get("selections", {})
 
 
-def all_kept(manifest_file: Path | None = None) -> bool:
-    """Whether every selection of the definitions is kept for the manifest as it is now."""
-    manifest_file = manifest_file or manifest_path()
+@dataclass(frozen=True)
+class _Pinned:
+    manifest: dict[str, Any]
+    selections: dict[str, list[str]]
+
+
+# while dbt is left to the worker: the manifest the definitions are built from, and its selections
+_PINNED: _Pinned | None = None
+
+
+def _all_kept_now(manifest_file: Path) -> _Pinned | None:
+    """The manifest as it is now with its kept selections, when every selection of the
+    definitions is kept for it."""
     try:
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
+        return None
     kept = _kept_for(_manifest_id(manifest), manifest_file.parent / SELECTIONS_FILE)
-    return all(selection.key() in kept for selection in SELECTIONS)
+    if not all(selection.key() in kept for selection in SELECTIONS):
+        return None
+    return _Pinned(manifest, kept)
+
+
+def all_kept(manifest_file: Path | None = None) -> bool:
+    """Whether every selection of the definitions is kept for the manifest as it is now."""
+    return _all_kept_now(manifest_file or manifest_path()) is not None
+
+
+def manifest_for_definitions(manifest_file: Path) -> dict[str, Any] | Path:
+    """What the ``@dbt_assets`` are built from: the pinned manifest while dbt is left to the
+    worker, else the file (dagster-dbt reads it)."""
+    return _PINNED.manifest if _PINNED is not None else manifest_file
 
 
 def _keep(selections_file: Path, manifest_id: str, selection: Selection, unique_ids: set[str]) -> None:
@@ -109,6 +136,8 @@ def select_unique_ids(select: str, exclude: str, selector: str, project: Any,
 
     selection = Selection(select, exclude, selector)
     manifest_id = _manifest_id(manifest_json)
+    if _PINNED is not None and manifest_id == _manifest_id(_PINNED.manifest) and selection.key() in _PINNED.selections:
+        return set(_PINNED.selections[selection.key()])
     selections_file = Path(project.manifest_path).parent / SELECTIONS_FILE if project is not None else None
     kept = _kept_for(manifest_id, selections_file) if selections_file else {}
     if selection.key() in kept:
@@ -143,16 +172,20 @@ class _DbtLeftToWorker(importlib.abc.MetaPathFinder):
 def dbt_left_to_worker(worker_running: bool) -> Iterator[bool]:
     """For the block, dbt is not importable in this process, when that is safe (see the module
     docstring); yields whether it is so."""
+    global _PINNED
     fresh = not any(name in sys.modules for name in (*DBT_PACKAGES, "dagster_dbt"))
-    if not (worker_running and fresh and all_kept()):
+    pinned = _all_kept_now(manifest_path()) if worker_running and fresh else None
+    if pinned is None:
         yield False
         return
     finder = _DbtLeftToWorker()
+    _PINNED = pinned
     sys.meta_path.insert(0, finder)
     try:
         yield True
     finally:
         sys.meta_path.remove(finder)
+        _PINNED = None
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ dbt_selection.use_kept_selections()
 
 
 @dbt_assets(
-    manifest=dbt_project.manifest_path,
+    manifest=dbt_selection.manifest_for_definitions(dbt_project.manifest_path),
     project=dbt_project,
     select=dbt_selection.REPORTING.select,
     exclude=dbt_selection.REPORTING.exclude,

@@ -130,3 +130,49 @@ def test_a_fresh_process_with_a_dbt_worker_does_not_import_dbt(worker: str) -> N
     else:  # no worker: dbt runs in this process, as before
         assert answer == {"left": False, "inside": True, "dagster_dbt_without_dbt": False, "after": True}
     assert answer["after"] is True
+
+
+PARSED_MEANWHILE_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from dagster_project import settings
+
+settings.DBT_PROJECT_DIR = Path(sys.argv[1])  # a copy of the project's dbt folder
+from dagster_project.billing import dbt_selection
+
+target = settings.DBT_PROJECT_DIR / "target"
+with dbt_selection.dbt_left_to_worker(worker_running=True) as left:
+    # another process parses the project again, as `dagster dev` does on load, and keeps that parse's
+    # selections, after this one checked them and before it builds its definitions
+    manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+    manifest["metadata"]["invocation_id"] = "parsed-meanwhile"
+    (target / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (target / "dagster_selections.json").write_text(
+        json.dumps({"manifest": "parsed-meanwhile", "selections": {}}), encoding="utf-8")
+    from dagster_project.billing.assets import meterhouse_dbt_models
+    from dagster_project.reporting.assets import meterhouse_dbt_reports
+    from dagster_dbt.compat import DBT_PYTHON_VERSION
+print(json.dumps({"left": left, "dagster_dbt_without_dbt": DBT_PYTHON_VERSION is None,
+                  "rating": sorted("/".join(key.path) for key in meterhouse_dbt_models.keys),
+                  "reporting": sorted("/".join(key.path) for key in meterhouse_dbt_reports.keys)}))
+"""
+
+
+def test_a_parse_by_another_process_during_the_run_does_not_need_dbt_here(tmp_path: Path) -> None:
+    """The run builds its definitions from the manifest and selections it checked, as read then."""
+    project = tmp_path / "dbt"
+    (project / "target").mkdir(parents=True)
+    for name in ("dbt_project.yml", "profiles.yml", "target/manifest.json", f"target/{dbt_selection.SELECTIONS_FILE}"):
+        (project / name).write_bytes((REPO_ROOT / "dbt" / name).read_bytes())
+    run = subprocess.run([sys.executable, "-c", PARSED_MEANWHILE_SCRIPT, str(project)], capture_output=True,
+                         text=True, timeout=120, cwd=REPO_ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    answer = json.loads(run.stdout.strip().splitlines()[-1])
+    assert answer["left"] is True and answer["dagster_dbt_without_dbt"] is True
+    # the assets are the nodes of the manifest as it was when the run checked it: models by the tag
+    nodes = json.loads(MANIFEST.read_text(encoding="utf-8"))["nodes"].values()
+    models = [node for node in nodes if node["resource_type"] == "model"]
+    relation = lambda node: f"{node['schema']}/{node.get('alias') or node['name']}"  # noqa: E731
+    reporting = {relation(node) for node in models if "reporting" in node["tags"]}
+    assert reporting and set(answer["reporting"]) == reporting
+    assert set(answer["rating"]) >= {relation(node) for node in models if "reporting" not in node["tags"]}
