@@ -13,9 +13,28 @@ from dagster_project.lib.faults import fault_point
 from dagster_project.partitions import monthly_billing_periods
 from dagster_project.resources import WarehouseResource
 
+
+def manifest_outdated(project: DbtProject) -> bool:
+    """Whether a SQL or yml file of the dbt project is newer than its manifest: the rule by which
+    `make install` parses it again (Makefile)."""
+    try:
+        parsed_at = project.manifest_path.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    return any(
+        path.stat().st_mtime > parsed_at
+        for pattern in ("*.sql", "*.yml")
+        for path in project.project_dir.rglob(pattern)
+        if path.relative_to(project.project_dir).parts[0] not in {"target", "logs"}
+    )
+
+
 dbt_project = DbtProject(project_dir=settings.DBT_PROJECT_DIR, profiles_dir=settings.DBT_PROJECT_DIR)
-# `dagster dev` parses the project on load; everywhere else `make` runs `dbt parse` at build time.
-dbt_project.prepare_if_dev()
+# `dagster dev` (`meterhouse ui`) parses the project on load, only when a file is newer than the manifest:
+# a parse renews the manifest's id, and so every kept selection (billing/dbt_selection.py), while other
+# processes may be reading the manifest. Everywhere else `make` runs `dbt parse` at build time.
+if os.getenv("DAGSTER_IS_DEV_CLI") and manifest_outdated(dbt_project):
+    dbt_project.prepare_if_dev()
 
 
 class MeterhouseTranslator(DagsterDbtTranslator):

@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
+from dagster_project.billing.assets import dbt_project, manifest_outdated
 from dagster_project.definitions import build_defs
 from dagster_project.lib.event_log import FastSqliteEventLogStorage, write_instance_config
 from dagster_project.runner import bill_partition
@@ -174,6 +175,7 @@ def test_the_ui_lists_the_billing_runs(billed: dict, tmp_path: Path) -> None:
     # as a user starts it: .venv/bin need not be on PATH (dagster-dbt looks for `dbt` there)
     env = {**os.environ, "PATH": "/usr/bin:/bin"}
     log = tmp_path / "ui.log"
+    parsed = _manifest_id() if not manifest_outdated(dbt_project) else None
     ui = subprocess.Popen([sys.executable, "-m", "dagster_project", "ui", "--data-dir", str(billed["root"]),
                            "--port", str(port)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
                           start_new_session=True)
@@ -196,6 +198,8 @@ def test_the_ui_lists_the_billing_runs(billed: dict, tmp_path: Path) -> None:
         # the project loads in the UI's code server (definitions, dbt manifest), not only the run history
         locations = [entry["locationOrLoadError"] for entry in answer["workspaceOrError"]["locationEntries"]]
         assert [location["__typename"] for location in locations] == ["RepositoryLocation"], locations
+        if parsed is not None:  # nothing changed since `make install` parsed the project: not parsed again
+            assert _manifest_id() == parsed
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         try:
@@ -203,6 +207,11 @@ def test_the_ui_lists_the_billing_runs(billed: dict, tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(ui.pid, signal.SIGKILL)
             ui.wait()
+
+
+def _manifest_id() -> str:
+    manifest = json.loads((REPO_ROOT / "dbt" / "target" / "manifest.json").read_text(encoding="utf-8"))
+    return manifest["metadata"]["invocation_id"]
 
 
 def _loaded(answer: dict | None) -> bool:

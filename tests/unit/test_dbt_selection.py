@@ -4,6 +4,7 @@ can build its definitions without importing dbt."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +177,32 @@ def test_a_parse_by_another_process_during_the_run_does_not_need_dbt_here(tmp_pa
     reporting = {relation(node) for node in models if "reporting" in node["tags"]}
     assert reporting and set(answer["reporting"]) == reporting
     assert set(answer["rating"]) >= {relation(node) for node in models if "reporting" not in node["tags"]}
+
+
+def test_dagster_dev_parses_the_project_again_only_when_a_file_is_newer_than_the_manifest(tmp_path: Path) -> None:
+    from dagster_project.billing.assets import manifest_outdated
+
+    project = SimpleNamespace(project_dir=tmp_path, manifest_path=tmp_path / "target" / "manifest.json")
+    model = tmp_path / "models" / "staging" / "stg_events.sql"
+    model.parent.mkdir(parents=True)
+    model.write_text("select 1", encoding="utf-8")
+    (tmp_path / "dbt_project.yml").write_text("name: x", encoding="utf-8")
+    assert manifest_outdated(project)  # never parsed
+
+    project.manifest_path.parent.mkdir()
+    project.manifest_path.write_text("{}", encoding="utf-8")
+    os.utime(model, (1_000, 1_000))
+    os.utime(tmp_path / "dbt_project.yml", (1_000, 1_000))
+    os.utime(project.manifest_path, (2_000, 2_000))
+    # what dbt writes (target/, logs/) and files make does not watch either (docs) are not edits
+    for written in ("target/run_results.json", "target/compiled/x/models/stg_events.sql", "logs/dbt.log",
+                    "models/overview.md"):
+        (tmp_path / written).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / written).write_text("x", encoding="utf-8")
+    assert not manifest_outdated(project)
+
+    os.utime(model, (3_000, 3_000))  # the model edited after the parse
+    assert manifest_outdated(project)
+    os.utime(model, (1_000, 1_000))
+    os.utime(tmp_path / "dbt_project.yml", (3_000, 3_000))
+    assert manifest_outdated(project)
