@@ -227,7 +227,7 @@ class _ReferenceTree(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         node = invoice_pdf.Node(tag, {name: value or "" for name, value in attrs})
         self.open[-1].children.append(node)
-        if tag not in {"br", "img", "meta", "col", "link", "hr", "input"}:
+        if tag not in invoice_pdf._VOID:  # the elements html.parser never sees closed
             self.open.append(node)
 
     def handle_endtag(self, tag: str) -> None:
