@@ -240,6 +240,14 @@ create table if not exists billing.rating_state (
     recorded_at         timestamp not null
 );
 
+-- the loads the last successful rating took in whole, with their event counts then: the
+-- incremental models and the uniqueness tests look only at the loads not listed here
+-- (billing/rating_state.py, dbt/macros/rated_loads.sql)
+create table if not exists billing.rated_loads (
+    load_id      varchar not null primary key,
+    event_count  bigint  not null
+);
+
 -- invoice ledger: written only by the invoicing step, in one transaction per release
 create table if not exists billing.invoice_number_sequences (
     invoice_year  integer not null primary key,

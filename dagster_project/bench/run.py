@@ -20,7 +20,10 @@ benchmark also proves the two agree.
 
 At the largest size it also measures **incremental** loading: one more day (n / 30 events) into
 the warehouse the pipeline left vs into an empty one (ingest and the checkpoint when the
-warehouse closes: deduplication against history must not rescan it). Results print as a table and go to ``<cache>/results.json``.
+warehouse closes: deduplication against history must not rescan it), and then rating it: the
+``meterhouse bill`` of that day's period in each (dbt's rating, which must not rescan the history
+either, and the rest of the run; nothing is issued, the period is open). Results print as a table
+and go to ``<cache>/results.json``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from dagster_project import settings
 PERIOD = "2026-10"
 START, END = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
 AS_OF = "2026-11-02T00:00:00Z"
+# the incremental measurement's day is 1 November: billed as the open November period
+NEXT_PERIOD, NEXT_AS_OF = "2026-11", "2026-11-02T12:00:00Z"
 PANDAS_MAX_EVENTS = 1_000_000
 EVENTS_PER_SUBSCRIPTION = 2_000
 BAD_FRACTION = DUPLICATE_FRACTION = 0.001
@@ -223,14 +228,26 @@ def run_incremental(source: Path, cache: Path, warm: Path) -> dict:
     results = {}
     empty = cache / "work-empty"
     shutil.rmtree(empty, ignore_errors=True)
-    empty.mkdir(parents=True)
+    shutil.copytree(source / "catalog", empty / "catalog")
     for label, target in (("into empty", empty), ("into warm", warm)):
         destination = target / "landing" / "events" / "next-day"
         shutil.copytree(day / "landing" / "events", destination, copy_function=os.link)
         results[label] = _ingest_seconds(target)
+        results[f"rated {label}"] = _bill_seconds(target)
     results["ratio"] = results["into warm"] / results["into empty"]
+    results["rating ratio"] = results["rated into warm"] / results["rated into empty"]
     results["rows_before"] = events
     return results
+
+
+def _bill_seconds(data_dir: Path) -> float:
+    """Wall seconds of ``meterhouse bill`` for the incremental day's period, its events loaded."""
+    env = {**os.environ, settings.DATA_DIR_ENV: str(data_dir)}
+    env.pop("STRIPE_API_KEY", None)
+    meterhouse = str(Path(sys.executable).with_name("meterhouse"))
+    wall, _ = _run_measured([meterhouse, "bill", "--period", NEXT_PERIOD, "--as-of", NEXT_AS_OF,
+                             "--data-dir", str(data_dir)], env)
+    return wall
 
 
 def _ingest_seconds(data_dir: Path) -> float:
@@ -308,7 +325,9 @@ def run_bench(sizes: list[int], repeats: int, cache: Path, incremental: bool = T
         console.print(
             f"incremental: one more day into {incremental_result['rows_before']:,} events took"
             f" {incremental_result['into warm']:.2f} s vs {incremental_result['into empty']:.2f} s into an empty"
-            f" warehouse ({incremental_result['ratio']:.2f}×)"
+            f" warehouse ({incremental_result['ratio']:.2f}×); billing it afterwards"
+            f" {incremental_result['rated into warm']:.2f} s vs {incremental_result['rated into empty']:.2f} s"
+            f" ({incremental_result['rating ratio']:.2f}×)"
         )
     results = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "cores": os.cpu_count(),

@@ -83,7 +83,7 @@ def meterhouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource
         # in process: no dbt start-up or parse per run (billing/dbt_inprocess.py)
         yield from dbt_inprocess.stream_build(context, build, target_path=target)
         with warehouse.connect() as connection:
-            rating_state.record(connection, fingerprint)
+            rating_state.record(connection, fingerprint, whole_rating=not context.is_subset)
     else:
         yield from dbt.cli([*build, *engine.dbt_args()], context=context, target_path=engine.target_path()).stream()
     engine.publish()

@@ -12,6 +12,12 @@ fingerprint of those two, and when it differs from the one stored after the last
 rating (or none is stored: a new warehouse, or one from before), the table is dropped before
 dbt runs and dbt builds it whole again. A failed rating stores nothing, so the next one decides
 again; a crash between dbt and storing the fingerprint only costs one full rebuild.
+
+The aggregates after it are incremental too: ``billing.rated_loads`` lists the loads the last
+successful rating took in whole, with their event counts. The aggregates re-aggregate only the
+usage periods that events of other loads fall in, and the uniqueness tests check only those
+loads' ids (dbt/macros/rated_loads.sql). The list is replaced after every successful rating and
+emptied with the tables, so a failed or interrupted rating leaves those loads to the next one.
 """
 
 from __future__ import annotations
@@ -24,6 +30,12 @@ import duckdb
 from dagster_project import settings
 
 ATTRIBUTED_EVENTS = "intermediate.int_events_attributed"
+# the models built incrementally on DuckDB: kept or dropped together
+INCREMENTAL_TABLES = (
+    ATTRIBUTED_EVENTS,
+    "intermediate.int_period_events_aggregated",
+    "intermediate.int_usage_aggregated",
+)
 # the dbt project files a model's SQL comes from (tests and docs do not change what it builds)
 PROJECT_INPUTS = ("dbt_project.yml", "models", "macros")
 
@@ -59,30 +71,45 @@ def _project_files() -> list[Path]:
 
 
 def prepare(connection: duckdb.DuckDBPyConnection) -> str:
-    """Before dbt: drop the event-level table unless it was built from these very inputs (or it
-    is the view over Spark's files a Spark rating leaves, billing/engines.py). Returns the
-    fingerprint to ``record`` once the rating has succeeded."""
+    """Before dbt: drop the incremental tables unless they were built from these very inputs (or
+    one is the view over Spark's files a Spark rating leaves, billing/engines.py), and with them
+    the list of rated loads. Returns the fingerprint to ``record`` once the rating has succeeded."""
     fingerprint = inputs_fingerprint(connection)
     stored = connection.execute("select inputs_fingerprint from billing.rating_state").fetchall()
-    schema, name = ATTRIBUTED_EVENTS.split(".")
-    existing = connection.execute(
-        "select table_type from information_schema.tables where table_catalog = current_database()"
-        " and table_schema = ? and table_name = ?",
-        [schema, name],
-    ).fetchone()
-    if existing is not None and (existing[0] == "VIEW" or stored != [(fingerprint,)]):
-        connection.execute(f"drop {'view' if existing[0] == 'VIEW' else 'table'} {ATTRIBUTED_EVENTS}")
+    existing = dict(connection.execute(
+        "select table_schema || '.' || table_name, table_type from information_schema.tables"
+        " where table_catalog = current_database() and table_schema || '.' || table_name in ?",
+        [list(INCREMENTAL_TABLES)],
+    ).fetchall())
+    if stored != [(fingerprint,)] or "VIEW" in existing.values():
+        connection.execute("begin")
+        try:
+            for table, table_type in existing.items():
+                connection.execute(f"drop {'view' if table_type == 'VIEW' else 'table'} {table}")
+            connection.execute("delete from billing.rated_loads")
+            connection.execute("commit")
+        except BaseException:
+            connection.execute("rollback")
+            raise
     return fingerprint
 
 
-def record(connection: duckdb.DuckDBPyConnection, fingerprint: str) -> None:
-    """After a successful rating: the event-level table now holds every load, from these inputs."""
+def record(connection: duckdb.DuckDBPyConnection, fingerprint: str, *, whole_rating: bool = True) -> None:
+    """After a successful rating: the incremental tables were built from these inputs, and, when
+    the run built all of them with their tests (``whole_rating``; not a subset picked in the UI),
+    every load they hold is rated. A subset leaves the list as it was: its loads stay for the
+    next whole rating to aggregate and test (again, which changes nothing)."""
     connection.execute("begin")
     try:
         connection.execute("delete from billing.rating_state")
         connection.execute(
             "insert into billing.rating_state values (?, cast(current_timestamp as timestamp))", [fingerprint]
         )
+        if whole_rating:
+            connection.execute("delete from billing.rated_loads")
+            connection.execute(
+                f"insert into billing.rated_loads select load_id, count(*) from {ATTRIBUTED_EVENTS} group by load_id"
+            )
         connection.execute("commit")
     except BaseException:
         connection.execute("rollback")

@@ -734,4 +734,32 @@ def test_a_repeated_transaction_id_in_raw_events_fails_the_build(warehouse: Path
     failed = [r.node.name for r in result.result if str(r.status) == "fail"]
     assert not result.success
     # the event also counts twice against the reconciliation of billed and unbilled usage
-    assert sorted(failed) == ["assert_every_event_billed_or_unbilled", "unique_stg_raw__events_transaction_id"]
+    assert sorted(failed) == ["assert_every_event_billed_or_unbilled", "unique_across_loads_stg_raw__events_transaction_id"]
+
+
+@pytest.mark.parametrize("repeat_in_load", [None, "load-2", "load-1"],
+                         ids=["no-repeat", "new-load-repeats-a-rated-id", "rated-load-gained-a-row"])
+def test_uniqueness_is_checked_for_the_loads_not_rated_yet(warehouse: Path, tmp_path: Path,
+                                                           repeat_in_load: str | None) -> None:
+    """With load-1 recorded as rated (all its events, as a successful rating records it), the
+    test reads only the loads not rated yet, but still finds an id of a new load that a rated
+    load already has, and a rated load that has since gained a row counts as not rated."""
+    copy = tmp_path / "rated.duckdb"
+    copy.write_bytes(warehouse.read_bytes())
+    with duckdb.connect(str(copy)) as connection:
+        connection.execute("insert into billing.rated_loads select load_id, count(*) from raw.events group by load_id")
+        assert connection.execute("select load_id from billing.rated_loads").fetchall() == [("load-1",)]
+        if repeat_in_load is not None:
+            connection.execute(
+                "insert into raw.events by name select * replace (? as load_id) from raw.events"
+                " where transaction_id = 'acme-cred-1'",
+                [repeat_in_load],
+            )
+    result = run_dbt(["test", "--select", "test_name:unique_across_loads"], copy, tmp_path / "target")
+    failed = sorted(r.node.name for r in result.result if str(r.status) == "fail")
+    ran = sorted(r.node.name for r in result.result if r.node.resource_type == "test")
+    assert ran == ["unique_across_loads_int_events_attributed_transaction_id",
+                   "unique_across_loads_stg_raw__events_transaction_id"]
+    # int_events_attributed is the table the build made (it does not see rows added to raw since)
+    assert failed == ([] if repeat_in_load is None else ["unique_across_loads_stg_raw__events_transaction_id"])
+    assert result.success == (repeat_in_load is None)

@@ -352,7 +352,7 @@ def test_meterhouse_bill_names_a_failing_dbt_test_run_in_the_worker(billed: dict
                            "--as-of", AS_OF + "Z", "--data-dir", str(root)],
                           capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
     assert bill.returncode == 1
-    assert "test.meterhouse.unique_stg_raw__events_transaction_id" in bill.stderr
+    assert "test.meterhouse.unique_across_loads_stg_raw__events_transaction_id" in bill.stderr
     # the failed step held everything after it: no invoice document written
     assert sorted(path.name for path in (root / "invoices").iterdir()) == documents
 

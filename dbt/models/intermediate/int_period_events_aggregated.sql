@@ -1,14 +1,19 @@
-{{ config(materialized='table') }}
+{{ config(
+    materialized=('incremental' if target.type == 'duckdb' else 'table'),
+    incremental_strategy='delete+insert',
+    unique_key=['subscription_id', 'period_start', 'period_end'],
+) }}
 
 -- Per invoice draft's usage period: how many events were billed to it, how many of them fell in
 -- the free trial, and what they cost the provider (null cost = no reported cost and no price).
+-- Incremental on DuckDB: only the periods that events of loads not rated yet fall in are
+-- aggregated again, over all their events (macros/rated_loads.sql).
 
 with
 
 billed as (
 
-    select * from {{ ref('int_events_attributed') }}
-    where billing_status = 'billed'
+    select * from {{ billed_events_of_periods_to_rate() }}
 
 ),
 

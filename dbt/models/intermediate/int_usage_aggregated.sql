@@ -1,10 +1,16 @@
-{{ config(materialized='table') }}
+{{ config(
+    materialized=('incremental' if target.type == 'duckdb' else 'table'),
+    incremental_strategy='delete+insert',
+    unique_key=['subscription_id', 'period_start', 'period_end'],
+) }}
 
 -- Metric quantities (SPEC §3.3) per subscription, period and metric, over the billed events,
 -- as a 'total' row and one 'credential' row per credential. The SQL is generated from the
 -- catalog's metrics (macros/metric_definitions.sql): one branch per metric reading only its
 -- product's events, with the metric's filter, element and aggregation as constant SQL.
 -- Events inside the free trial are aggregated apart (trial_*): they never reach the tiers.
+-- Incremental on DuckDB: only the periods that events of loads not rated yet fall in are
+-- aggregated again, over all their events (macros/rated_loads.sql).
 -- Each branch scans the event table itself (column scans are cheap): a CTE shared by all
 -- branches would be materialized, copying the whole event table once per run.
 -- Layout is not linted here: without a catalog the metric loop renders empty.
@@ -34,10 +40,9 @@ measured_{{ loop.index }} as (
         cast(null as {{ dbt.type_string() }})
         {%- endif %} as field_value
 
-    from {{ ref('int_events_attributed') }}
+    from {{ billed_events_of_periods_to_rate() }} as billed_events
     where
-        billing_status = 'billed'
-        and product_id = {{ sql_literal(metric.product_id) }}
+        product_id = {{ sql_literal(metric.product_id) }}
         and ({{ metric_filter_predicate(metric.filters) }})
 
 ),
