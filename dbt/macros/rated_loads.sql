@@ -7,14 +7,20 @@
     look at. A load that has since gained or lost rows (raw.events is append-only; only a hand
     edit does that) counts as not rated again, so it is tested and aggregated anew.
 
-    On Spark, or in a warehouse without the table, no load counts as rated: everything is
-    rated and tested whole.
+    On Spark, in a warehouse without the table, or while it is empty (a first rating, or one
+    after the tables were dropped), no load counts as rated: everything is rated and tested
+    whole, with the plain SQL (filtering by an empty list still costs a scan: at 20 M events the
+    uniqueness test took 6.0 s that way, 3.4 s plain).
 #}
 {% macro rated_loads_relation() -%}
     {%- if not execute or target.type != 'duckdb' -%}
         {{ return(none) }}
     {%- endif -%}
-    {{ return(adapter.get_relation(database=target.database, schema='billing', identifier='rated_loads')) }}
+    {%- set relation = adapter.get_relation(database=target.database, schema='billing', identifier='rated_loads') -%}
+    {%- if relation is none or run_query('select count(*) from ' ~ relation).columns[0].values()[0] == 0 -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return(relation) }}
 {%- endmacro %}
 
 {#-
@@ -46,21 +52,20 @@
 
 {#- The rated loads whose event count in `relation` is still the one recorded. -#}
 {% macro rated_loads_as_they_are(relation) -%}
-    {%- set rated = rated_loads_relation() -%}
     (
-            select rated_loads.load_id
-            from {{ rated }} as rated_loads
-            inner join (
-                select
-                    load_id,
-                    count(*) as event_count
-                from {{ relation }}
-                group by load_id
-            ) as current_loads
-                on
-                    rated_loads.load_id = current_loads.load_id
-                    and rated_loads.event_count = current_loads.event_count
-        )
+        select rated_loads.load_id
+        from {{ rated_loads_relation() }} as rated_loads
+        inner join (
+            select
+                load_id,
+                count(*) as event_count
+            from {{ relation }}
+            group by load_id
+        ) as current_loads
+            on
+                rated_loads.load_id = current_loads.load_id
+                and rated_loads.event_count = current_loads.event_count
+    )
 {%- endmacro %}
 
 {#-
@@ -72,7 +77,7 @@
 -#}
 {% macro billed_events_of_periods_to_rate() -%}
     {%- set events = ref('int_events_attributed') -%}
-    {%- if not is_incremental() -%}
+    {%- if not is_incremental() or rated_loads_relation() is none -%}
         (select * from {{ events }} where billing_status = 'billed')
     {%- else -%}
         (
