@@ -9,15 +9,16 @@ That is right only while everything else the model reads is unchanged: an event'
 the event, on the ``catalog`` tables (subscriptions, credentials, periods, prices, metrics; see
 ``dbt ls --select +int_events_attributed``) and on the project's SQL. So each rating computes a
 fingerprint of those two, and when it differs from the one stored after the last successful
-rating (or none is stored: a new warehouse, or one from before), the table is dropped before
-dbt runs and dbt builds it whole again. A failed rating stores nothing, so the next one decides
+rating (or none is stored: a new warehouse, or one from before), the incremental tables are
+dropped before dbt runs and dbt builds them whole again. A failed rating stores nothing, so the next one decides
 again; a crash between dbt and storing the fingerprint only costs one full rebuild.
 
 The aggregates after it are incremental too: ``billing.rated_loads`` lists the loads the last
 successful rating took in whole, with their event counts. The aggregates re-aggregate only the
 usage periods that events of other loads fall in, and the uniqueness tests check only those
-loads' ids (dbt/macros/rated_loads.sql). The list is replaced after every successful rating and
-emptied with the tables, so a failed or interrupted rating leaves those loads to the next one.
+loads' ids (dbt/macros/rated_loads.sql). The list is replaced after every successful rating of
+the whole selection and emptied with the tables, so a failed or interrupted rating, or a subset
+of it, leaves those loads to the next one.
 """
 
 from __future__ import annotations
