@@ -10,8 +10,9 @@ the event, on the ``catalog`` tables (subscriptions, credentials, periods, price
 ``dbt ls --select +int_events_attributed``) and on the project's SQL. So each rating computes a
 fingerprint of those two, and when it differs from the one stored after the last successful
 rating (or none is stored: a new warehouse, or one from before), the incremental tables are
-dropped before dbt runs and dbt builds them whole again. A failed rating stores nothing, so the next one decides
-again; a crash between dbt and storing the fingerprint only costs one full rebuild.
+dropped before dbt runs and dbt builds them whole again. A failed rating stores nothing, so the
+next one decides again; a crash between dbt and storing the fingerprint only costs one full
+rebuild.
 
 The aggregates after it are incremental too: ``billing.rated_loads`` lists the loads the last
 successful rating took in whole, with their event counts. The aggregates re-aggregate only the

@@ -8,7 +8,8 @@
 #}
 {% test unique_across_loads(model, column_name) %}
 
-    {% if rated_loads_relation() is none %}
+    {% set rated = rated_loads_relation() %}
+    {% if rated is none %}
 
         -- no load rated: every value is new
         select {{ column_name }} as unique_value
@@ -25,7 +26,7 @@
 
             select {{ column_name }} as unique_value
             from {{ model }}
-            where {{ load_not_rated('load_id', model) }}
+            where {{ load_not_rated('load_id', model, rated) }}
             group by {{ column_name }}
             having count(*) > 1
 
@@ -34,11 +35,11 @@
             select {{ column_name }} as unique_value
             from {{ model }}
             where
-                {{ load_rated('load_id', model) }}
+                {{ load_rated('load_id', model, rated) }}
                 and {{ column_name }} in (
                     select {{ column_name }}
                     from {{ model }}
-                    where {{ load_not_rated('load_id', model) }}
+                    where {{ load_not_rated('load_id', model, rated) }}
                 )
 
         ) as offending
