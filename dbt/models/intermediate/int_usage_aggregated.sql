@@ -17,6 +17,8 @@
 -- noqa: disable=LT02
 
 {%- set definitions = metric_definitions(ref('stg_catalog__metrics'), ref('stg_catalog__metric_filters')) %}
+{#- rendered once: it looks up the rated loads (a query), the same for every branch #}
+{%- set billed_events = billed_events_of_periods_to_rate() %}
 
 with
 
@@ -40,7 +42,7 @@ measured_{{ loop.index }} as (
         cast(null as {{ dbt.type_string() }})
         {%- endif %} as field_value
 
-    from {{ billed_events_of_periods_to_rate() }} as billed_events
+    from {{ billed_events }} as billed_events
     where
         product_id = {{ sql_literal(metric.product_id) }}
         and ({{ metric_filter_predicate(metric.filters) }})
